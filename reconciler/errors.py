@@ -1,0 +1,82 @@
+"""The project's exception tree. Library errors are mapped to these at the boundary.
+
+ReconcilerError
+├── SpecError                 bad spec / snapshot / plan file (exit 1, nothing touched)
+├── PlanError                 planning refused (e.g. stale saved plan)
+│   └── StalePlanError        a saved plan's facts changed; carries the changed facts
+├── DriftError                a step's facts changed just before it ran (executor stops)
+├── LockHeldError             another apply holds the cluster lock
+└── TransportError            talking to a node failed
+    ├── UnreachableError      connect refused / timed out          (retryable)
+    ├── CommandTimeoutError   a command or poll timed out           (retryable)
+    ├── AuthFailedError       wrong password / key                  (permanent)
+    ├── HostKeyError          unknown or changed host key           (permanent)
+    └── CommandFailedError    the MMP answered FAILURE / non-zero   (permanent)
+"""
+
+from __future__ import annotations
+
+
+class ReconcilerError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    retryable: bool = False
+
+
+class SpecError(ReconcilerError):
+    """A spec, snapshot or plan file is invalid; carries its diagnostics."""
+
+    def __init__(self, message: str, diagnostics: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
+
+
+class PlanError(ReconcilerError):
+    pass
+
+
+class StalePlanError(PlanError):
+    def __init__(self, message: str, changed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.changed = changed
+
+
+class DriftError(ReconcilerError):
+    def __init__(self, message: str, changed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.changed = changed
+
+
+class LockHeldError(ReconcilerError):
+    pass
+
+
+class TransportError(ReconcilerError):
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(f"{node}: {message}")
+        self.node = node
+        self.detail = message
+
+
+class UnreachableError(TransportError):
+    retryable = True
+
+
+class CommandTimeoutError(TransportError):
+    retryable = True
+
+
+class AuthFailedError(TransportError):
+    pass
+
+
+class HostKeyError(TransportError):
+    pass
+
+
+class CommandFailedError(TransportError):
+    def __init__(self, node: str, command: str, output: str, exit_status: int | None) -> None:
+        super().__init__(node, f"{command!r} failed (exit {exit_status}): {output.strip()[:500]}")
+        self.command = command
+        self.output = output
+        self.exit_status = exit_status

@@ -1,0 +1,109 @@
+"""Frozen model of one node's `database cluster status` output.
+
+Produced by :func:`reconciler.status_parser.parse_status`; pure data, no I/O.
+Every field that the MMP may print in an unknown form keeps its raw text next
+to the interpreted value, so nothing is lost and nothing crashes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Frozen(BaseModel):
+    """Base for immutable value objects."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClusterState(StrEnum):
+    """The `Status` line."""
+
+    ENABLED = "enabled"  # clustered (master, replica or connected client)
+    DISABLED = "disabled"  # not clustered (documented assumption, docs/status-format.md)
+    ERROR = "error"  # `Status : Error`, cleared with `database cluster clear error`
+    UNKNOWN = "unknown"  # line missing or a value we do not know (raw text kept)
+
+
+class MemberRole(StrEnum):
+    MASTER = "master"  # `Master` (older releases) or `Primary` (newer)
+    REPLICA = "replica"  # `Slave` (older releases) or `Replica` (newer)
+    UNKNOWN = "unknown"
+
+
+class SyncState(StrEnum):
+    IN_SYNC = "in-sync"  # `( In Sync )`
+    SYNCING = "syncing"  # connected replica without the in-sync suffix
+    UNKNOWN = "unknown"  # master, disconnected node or unrecognised text
+
+
+class CommandResult(StrEnum):
+    SUCCESS = "success"
+    FAILED = "failed"
+    IN_PROGRESS = "in-progress"
+    OTHER = "other"
+
+
+class Member(Frozen):
+    """One indented line under `Nodes:`."""
+
+    address: str  # IPv4, IPv6 or host name, exactly as printed (without `(me)`)
+    is_me: bool
+    connected: bool
+    role: MemberRole
+    sync: SyncState
+    raw: str  # the value text after the colon, e.g. `Connected Slave ( In Sync )`
+
+
+class LastCommand(Frozen):
+    command: str | None  # e.g. `database cluster join 10.48.36.61`; None when `none`
+    result: CommandResult
+    raw: str  # the whole value text
+
+
+class Certificates(Frozen):
+    """File names as the MMP prints them; None when not set (`none`) or missing."""
+
+    server_key: str | None = None
+    server_cert: str | None = None
+    client_key: str | None = None
+    client_cert: str | None = None
+    ca_cert: str | None = None
+
+
+class ClusterStatus(Frozen):
+    state: ClusterState
+    state_raw: str | None  # raw `Status` value, None when the line is missing
+    error: str | None  # text of the `ERROR` line, if any
+    members: tuple[Member, ...]
+    node_in_use: str | None
+    interface: str | None  # `a`..`d`, None when not set / missing
+    certificates: Certificates
+    last_command: LastCommand | None
+    wording: str | None  # "master" (Master/Slave) or "primary" (Primary/Replica), if detectable
+    unparsed: tuple[str, ...] = ()  # non-blank lines the parser did not recognise
+
+    # ----- derived views used by the planner (pure) -----
+    @property
+    def me(self) -> Member | None:
+        return next((m for m in self.members if m.is_me), None)
+
+    @property
+    def master(self) -> Member | None:
+        """The connected member reported as master, if any."""
+        return next((m for m in self.members if m.role is MemberRole.MASTER and m.connected), None)
+
+    @property
+    def clustered(self) -> bool:
+        """True when this node belongs to (or is connected to) a cluster."""
+        return self.state in (ClusterState.ENABLED, ClusterState.ERROR) and (
+            bool(self.members) or self.node_in_use is not None
+        )
+
+    @property
+    def command_in_progress(self) -> bool:
+        return (
+            self.last_command is not None and self.last_command.result is CommandResult.IN_PROGRESS
+        )
