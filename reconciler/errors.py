@@ -5,6 +5,7 @@ ReconcilerError
 ├── PlanError                 planning refused (e.g. stale saved plan)
 │   └── StalePlanError        a saved plan's facts changed; carries the changed facts
 ├── DriftError                a step's facts changed just before it ran (executor stops)
+├── StepFailedError           a step ran but failed or did not reach its expected outcome
 ├── LockHeldError             another apply holds the cluster lock
 └── TransportError            talking to a node failed
     ├── UnreachableError      connect refused / timed out          (retryable)
@@ -45,6 +46,16 @@ class DriftError(ReconcilerError):
     def __init__(self, message: str, changed: tuple[str, ...]) -> None:
         super().__init__(message)
         self.changed = changed
+
+
+class StepFailedError(ReconcilerError):
+    """A step ran but the MMP refused it, it timed out, or the expected outcome did not appear."""
+
+    def __init__(self, message: str, *, node: str, step_id: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.node = node
+        self.step_id = step_id
+        self.retryable = retryable
 
 
 class LockHeldError(ReconcilerError):

@@ -1,0 +1,196 @@
+"""One apply per cluster at a time: a lock file in the state directory.
+
+The file ``<state-dir>/<cluster>.lock`` is created atomically (O_CREAT|O_EXCL)
+and holds JSON: holder (``user@host``), pid, start time, expiry and run id.
+The executor refreshes the expiry after every step. A second apply refuses and
+names the holder. A lock is *stale* when it expired or when its holder ran on
+this host and that process is gone (e.g. killed with SIGKILL); a stale lock is
+still refused until ``--break-lock`` removes it explicitly — never a live one.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from reconciler.errors import LockHeldError
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TTL_SECONDS = 3600.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    cluster: str
+    holder: str  # user@host
+    host: str
+    pid: int
+    run_id: str
+    started_at: str  # ISO 8601, UTC
+    expires_at: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.holder} (pid {self.pid}, run {self.run_id}) since {self.started_at}, "
+            f"expires {self.expires_at}"
+        )
+
+
+def lock_path(state_dir: Path, cluster: str) -> Path:
+    return state_dir / f"{cluster}.lock"
+
+
+def read_lock(path: Path) -> LockInfo | None:
+    """The lock's content; None when there is no lock file. Corrupt content -> ValueError."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    data = json.loads(raw)
+    return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_reason(info: LockInfo, now: datetime | None = None) -> str | None:
+    """Why the lock no longer protects a running apply, or None when it is live."""
+    now = now or _now()
+    if datetime.fromisoformat(info.expires_at) <= now:
+        return f"it expired at {info.expires_at}"
+    if info.host == socket.gethostname() and not _pid_alive(info.pid):
+        return f"its process {info.pid} on {info.host} is gone"
+    return None
+
+
+class ApplyLock:
+    """A held lock; release it with :meth:`release` or use it as a context manager."""
+
+    def __init__(self, path: Path, info: LockInfo, ttl: float) -> None:
+        self.path = path
+        self.info = info
+        self.ttl = ttl
+
+    @classmethod
+    def acquire(
+        cls,
+        state_dir: Path,
+        cluster: str,
+        *,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        break_lock: bool = False,
+        run_id: str | None = None,
+    ) -> ApplyLock:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = lock_path(state_dir, cluster)
+        host = socket.gethostname()
+        started = _now()
+        info = LockInfo(
+            cluster=cluster,
+            holder=f"{getpass.getuser()}@{host}",
+            host=host,
+            pid=os.getpid(),
+            run_id=run_id or uuid.uuid4().hex[:12],
+            started_at=started.isoformat(),
+            expires_at=(started + timedelta(seconds=ttl)).isoformat(),
+        )
+        for attempt in (1, 2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if attempt == 2 or not cls._handle_existing(path, cluster, break_lock):
+                    raise
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(asdict(info), fh, indent=2)
+                fh.write("\n")
+            log.info("lock acquired", cluster=cluster, lock=str(path), run_id=info.run_id)
+            return cls(path, info, ttl)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _handle_existing(path: Path, cluster: str, break_lock: bool) -> bool:
+        """Raise LockHeldError, or break a stale lock (with --break-lock) and return True."""
+        try:
+            held = read_lock(path)
+        except (ValueError, KeyError, TypeError, OSError):
+            held = None
+            reason: str | None = "its content is unreadable"
+            who = "an unknown holder"
+        else:
+            if held is None:  # released between our create and our read: try again
+                return True
+            reason = stale_reason(held)
+            who = held.describe()
+        if reason is None:
+            hint = " (--break-lock only breaks a stale lock)" if break_lock else ""
+            raise LockHeldError(
+                f"cluster {cluster} is locked by another apply: {who}; lock file {path}{hint}"
+            )
+        if not break_lock:
+            raise LockHeldError(
+                f"cluster {cluster} has a stale lock from {who}: {reason}; make sure no apply "
+                f"is running, then re-run with --break-lock (lock file {path})"
+            )
+        aside = path.with_name(f"{path.name}.broken-{_now().strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        log.warning(
+            "stale lock broken", cluster=cluster, holder=who, reason=reason, moved_to=str(aside)
+        )
+        return True
+
+    def refresh(self) -> None:
+        """Push the expiry forward (called after every step)."""
+        current = self._current()
+        if current is None or current.run_id != self.info.run_id:
+            raise LockHeldError(f"lost the lock {self.path}: it was broken by someone else")
+        expires = _now() + timedelta(seconds=self.ttl)
+        info = LockInfo(**{**asdict(self.info), "expires_at": expires.isoformat()})
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.info = info
+
+    def _current(self) -> LockInfo | None:
+        try:
+            return read_lock(self.path)
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    def release(self) -> None:
+        current = self._current()
+        if current is not None and current.run_id == self.info.run_id:
+            self.path.unlink(missing_ok=True)
+            log.info("lock released", lock=str(self.path), run_id=self.info.run_id)
+
+    def __enter__(self) -> ApplyLock:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

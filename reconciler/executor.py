@@ -1,0 +1,402 @@
+"""Execute a plan against the live cluster, step by step, with drift detection.
+
+For every step:
+
+1. **Re-observe** the nodes it touches (its node, the nodes its facts name and
+   the current master, whose view defines `sync`) and re-check its
+   ``depends_on`` facts with :func:`reconciler.facts.changed_facts`. A fact
+   that differs is given ``settle_seconds`` to come back (an election or a
+   replica catching up after the previous step); if it does not, the run stops
+   with :class:`DriftError` naming each fact, its planned and its current value.
+2. **Journal guard** for destructive steps: when the state dir's journal shows
+   this exact command on this node was already started by an apply and the
+   node's `Last command` shows it succeeded or still runs, the step's effect is
+   already there: refuse instead of repeating it.
+3. **Run** it: SFTP upload, or the exact MMP command (``Y`` on stdin when it
+   asks); audit-log it.
+4. For asynchronous commands (:data:`ASYNC_ACTIONS`) **poll** `status` until
+   `Last command` shows the command with ``(Success)`` or ``(Failed)``, or
+   ``policy.action_timeout_seconds`` expires.
+5. **Check the expected outcome** (:mod:`reconciler.step_outcome`), allowing it
+   ``settle_seconds`` to appear.
+
+On any failure nothing further starts; steps already running on other nodes
+(concurrent preparation) finish. Concurrency: consecutive preparation steps
+(upload, localnode, certs) run concurrently across nodes, in order per node;
+consecutive joins run ``policy.join_concurrency`` at a time (default 1);
+everything else runs alone, in plan order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from reconciler.apply_lock import ApplyLock
+from reconciler.audit_log import AuditLog, Journal
+from reconciler.cluster_view import build_view
+from reconciler.errors import (
+    CommandFailedError,
+    CommandTimeoutError,
+    DriftError,
+    ReconcilerError,
+    StepFailedError,
+    TransportError,
+)
+from reconciler.facts import FILE_PREFIX, changed_facts
+from reconciler.observer import merge_observations, observe_nodes
+from reconciler.plan_model import ASYNC_ACTIONS, Action, Plan, Step
+from reconciler.snapshot_model import Observed
+from reconciler.spec_model import ClusterSpec
+from reconciler.status_model import CommandResult
+from reconciler.step_outcome import outcome_problem, same_command
+from reconciler.transport import Transport, target_for
+
+log = structlog.get_logger(__name__)
+
+PREP_ACTIONS = frozenset({Action.UPLOAD, Action.LOCALNODE, Action.CERTS})
+FILE_ACTIONS = frozenset({Action.UPLOAD, Action.CERTS})
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    poll_interval: float = 1.0
+    settle_seconds: float = 30.0
+    action_timeout: float | None = None  # default: policy.action_timeout_seconds
+
+
+@dataclass
+class StepRecord:
+    step: Step
+    outcome: str  # done | failed | drift
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class ExecutionResult:
+    records: list[StepRecord] = field(default_factory=list)
+    error: ReconcilerError | None = None
+    failed_step: Step | None = None
+    observed: Observed = field(default_factory=Observed)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def done(self) -> list[Step]:
+        return [r.step for r in self.records if r.outcome == "done"]
+
+
+def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:
+    """Split the plan into runs: ("prep", ...), ("join", ...) or ("single", [step])."""
+    out: list[tuple[str, list[Step]]] = []
+    for step in steps:
+        kind = (
+            "prep"
+            if step.action in PREP_ACTIONS
+            else "join"
+            if step.action is Action.JOIN
+            else "single"
+        )
+        if kind != "single" and out and out[-1][0] == kind:
+            out[-1][1].append(step)
+        else:
+            out.append((kind, [step]))
+    return out
+
+
+def describe_changes(changed: tuple[tuple[object, str | None], ...]) -> tuple[str, ...]:
+    lines = []
+    for fact, current in changed:
+        node = getattr(fact, "node", "?")
+        key = getattr(fact, "key", "?")
+        planned = getattr(fact, "value", None)
+        lines.append(f"{node}.{key}: planned {planned!r}, now {current!r}")
+    return tuple(lines)
+
+
+class Executor:
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        transport: Transport,
+        *,
+        observed: Observed,
+        audit: AuditLog,
+        journal: Journal,
+        lock: ApplyLock | None = None,
+        options: ExecutorOptions | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.transport = transport
+        self.observed = observed
+        self.audit = audit
+        self.journal = journal
+        self.lock = lock
+        self.options = options or ExecutorOptions()
+        self.action_timeout = self.options.action_timeout or spec.policy.action_timeout_seconds
+        self._progress = progress or (lambda _line: None)
+        self._result = ExecutionResult(observed=observed)
+
+    # ------------------------------------------------------------------ driver
+    async def execute(self, plan: Plan) -> ExecutionResult:
+        for kind, steps in waves(plan.steps):
+            if self._result.error is not None:
+                break
+            if kind == "prep":
+                chains: dict[str, list[Step]] = {}
+                for step in steps:
+                    chains.setdefault(step.node, []).append(step)
+                await asyncio.gather(*(self._run_chain(c) for c in chains.values()))
+            elif kind == "join" and self.spec.policy.join_concurrency > 1:
+                limit = asyncio.Semaphore(self.spec.policy.join_concurrency)
+
+                async def limited(step: Step, limit: asyncio.Semaphore = limit) -> None:
+                    async with limit:
+                        await self._run_one(step)
+
+                await asyncio.gather(*(limited(s) for s in steps))
+            else:
+                await self._run_chain(steps)
+        self._result.observed = self.observed
+        return self._result
+
+    async def _run_chain(self, steps: list[Step]) -> None:
+        for step in steps:
+            if self._result.error is not None:
+                return
+            await self._run_one(step)
+
+    async def _run_one(self, step: Step) -> None:
+        if self._result.error is not None:
+            return
+        started = time.monotonic()
+        label = step.command or f"upload {step.upload.remote_name if step.upload else '?'}"
+        self._progress(f"[{step.id}] {step.node}: {label} ...")
+        try:
+            await self._step(step)
+        except DriftError as exc:
+            self._fail(step, exc, "drift", started)
+            return
+        except (StepFailedError, TransportError) as exc:
+            self._fail(step, exc, "failed", started)
+            return
+        seconds = time.monotonic() - started
+        self._result.records.append(StepRecord(step, "done", seconds))
+        self._progress(f"[{step.id}] {step.node}: done ({seconds:.1f}s)")
+        if self.lock is not None:
+            self.lock.refresh()
+
+    def _fail(self, step: Step, exc: ReconcilerError, outcome: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        self._result.records.append(StepRecord(step, outcome, seconds, str(exc)))
+        if self._result.error is None:
+            self._result.error = exc
+            self._result.failed_step = step
+        self._progress(f"[{step.id}] {step.node}: {outcome.upper()}: {exc}")
+        log.error("step stopped the apply", step=step.id, node=step.node, outcome=outcome)
+
+    # ------------------------------------------------------------- one step
+    async def _step(self, step: Step) -> None:
+        await self._check_facts(step)
+        if step.destructive:
+            self._journal_guard(step)
+            self.journal.mark("started", step=step.id, node=step.node, command=step.command or "")
+        try:
+            await self._perform(step)
+            if step.action in ASYNC_ACTIONS:
+                await self._wait_for_result(step)
+            await self._check_outcome(step)
+        except (StepFailedError, TransportError):
+            if step.destructive:
+                self.journal.mark(
+                    "failed", step=step.id, node=step.node, command=step.command or ""
+                )
+            raise
+        if step.destructive:
+            self.journal.mark("completed", step=step.id, node=step.node, command=step.command or "")
+
+    def _touched(self, step: Step) -> list[str]:
+        names: list[str] = [step.node]
+        for fact in step.depends_on:
+            if fact.node not in names:
+                names.append(fact.node)
+        view = build_view(self.spec, self.observed)
+        master = view.master_node
+        if master is not None and master.key not in names:
+            names.append(master.key)
+        if step.action in (Action.JOIN, Action.CONNECT) and step.command:
+            target = view.by_address(step.command.split()[-1])
+            if target is not None and target.key not in names:
+                names.append(target.key)
+        return names
+
+    async def _reobserve(self, names: list[str], *, with_files: bool) -> None:
+        run = await observe_nodes(self.spec, self.transport, names, with_files=with_files)
+        self.observed = merge_observations(self.observed, run.observed)
+
+    async def _check_facts(self, step: Step) -> None:
+        with_files = step.action in FILE_ACTIONS or any(
+            f.key.startswith(FILE_PREFIX) for f in step.depends_on
+        )
+        deadline = time.monotonic() + self.options.settle_seconds
+        while True:
+            await self._reobserve(self._touched(step), with_files=with_files)
+            changed = changed_facts(self.spec, self.observed, step.depends_on)
+            waiting = self._join_target_problem(step)
+            if not changed and waiting is None:
+                return
+            if time.monotonic() >= deadline:
+                if not changed and waiting is not None:
+                    raise StepFailedError(
+                        f"step {step.id} on {step.node} not run: {waiting}",
+                        node=step.node,
+                        step_id=step.id,
+                        retryable=True,
+                    )
+                lines = describe_changes(changed)
+                raise DriftError(
+                    f"step {step.id} on {step.node} not run: the cluster changed since the plan "
+                    f"({'; '.join(lines)})",
+                    changed=lines,
+                )
+            await asyncio.sleep(self.options.poll_interval)
+
+    def _join_target_problem(self, step: Step) -> str | None:
+        """A join/connect needs its target to be the master now (an earlier step of the
+        same plan, e.g. the master move, may have just made it one: give the election
+        time to finish)."""
+        if step.action not in (Action.JOIN, Action.CONNECT) or not step.command:
+            return None
+        target = step.command.split()[-1]
+        view = build_view(self.spec, self.observed)
+        node = view.by_address(target)
+        if node is None or not node.reachable:
+            return None  # not observable from here: let the MMP answer
+        if node.role == "master":
+            return None
+        return f"its target {target} is not (yet) the master (it is {node.role})"
+
+    def _journal_guard(self, step: Step) -> None:
+        entry = self.journal.last_event(step.node, step.command or "")
+        if entry is None or entry.get("event") not in ("started", "completed"):
+            return
+        status = self.observed.get(step.node).status
+        last = status.last_command if status is not None else None
+        if (
+            last is not None
+            and same_command(last.command, step.command)
+            and last.result in (CommandResult.SUCCESS, CommandResult.IN_PROGRESS)
+        ):
+            message = (
+                f"step {step.id}: {step.command!r} on {step.node} was already run by apply "
+                f"{entry.get('run_id')} at {entry.get('time')} and the node shows it "
+                f"({last.raw}); not repeating a destructive step — re-plan from a fresh "
+                "observation"
+            )
+            raise DriftError(message, changed=(f"{step.node}.last_command: {last.raw}",))
+
+    async def _perform(self, step: Step) -> None:
+        target = target_for(self.spec, step.node)
+        session = await self.transport.session(target)
+        started = time.monotonic()
+        if step.action is Action.UPLOAD:
+            if step.upload is None:
+                raise StepFailedError("upload step without a file", node=step.node, step_id=step.id)
+            what = f"sftp put {step.upload.remote_name}"
+            try:
+                await session.upload(step.upload.local_path, step.upload.remote_name)
+            except TransportError as exc:
+                self._audit(step, what, exc, started)
+                raise
+            self._audit(step, what, None, started)
+            return
+        command = step.command or ""
+        try:
+            output = await session.run(command, stdin="Y\n" if step.confirm else None)
+        except TransportError as exc:
+            self._audit(step, command, exc, started)
+            raise
+        self._audit(step, command, None, started, exit_status=output.exit_status)
+
+    def _audit(
+        self,
+        step: Step,
+        command: str,
+        error: TransportError | None,
+        started: float,
+        *,
+        exit_status: int | None = None,
+    ) -> None:
+        if error is None:
+            result = "ok"
+        elif isinstance(error, CommandTimeoutError):
+            result = "timeout"
+        elif isinstance(error, CommandFailedError):
+            result = "failed"
+            exit_status = error.exit_status
+        else:
+            result = "unreachable"
+        self.audit.record(
+            node=step.node,
+            command=command,
+            result=result,
+            duration=time.monotonic() - started,
+            step=step.id,
+            exit_status=exit_status,
+            detail=error.detail if error is not None else None,
+        )
+
+    async def _wait_for_result(self, step: Step) -> None:
+        target = target_for(self.spec, step.node)
+        deadline = time.monotonic() + self.action_timeout
+        while True:
+            await self._reobserve([step.node], with_files=False)
+            obs = self.observed.get(step.node)
+            last = obs.status.last_command if obs.status is not None and obs.reachable else None
+            if last is not None and same_command(last.command, step.command):
+                if last.result is CommandResult.SUCCESS:
+                    return
+                if last.result is CommandResult.FAILED:
+                    raise StepFailedError(
+                        f"{step.command!r} on {step.node} reported (Failed)",
+                        node=step.node,
+                        step_id=step.id,
+                    )
+            if time.monotonic() >= deadline:
+                shown = last.raw if last is not None else (obs.unreachable or "no status")
+                raise StepFailedError(
+                    f"{step.command!r} on {target.label} did not finish within "
+                    f"{self.action_timeout:g}s (Last command: {shown})",
+                    node=step.node,
+                    step_id=step.id,
+                    retryable=True,
+                )
+            await asyncio.sleep(self.options.poll_interval)
+
+    async def _check_outcome(self, step: Step) -> None:
+        with_files = step.action is Action.UPLOAD
+        deadline = time.monotonic() + self.options.settle_seconds
+        fresh = step.action in ASYNC_ACTIONS  # _wait_for_result just observed the node
+        while True:
+            if not fresh:
+                await self._reobserve([step.node], with_files=with_files)
+            fresh = False
+            problem = outcome_problem(step, self.observed.get(step.node))
+            if problem is None:
+                return
+            if time.monotonic() >= deadline:
+                raise StepFailedError(
+                    f"step {step.id} on {step.node}: unexpected outcome: {problem}"
+                    + (f" (expected: {step.expect})" if step.expect else ""),
+                    node=step.node,
+                    step_id=step.id,
+                )
+            await asyncio.sleep(self.options.poll_interval)

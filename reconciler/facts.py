@@ -1,0 +1,127 @@
+"""Observed facts: the compare-and-set values plan steps depend on.
+
+Pure. A fact is ``(node, key, value)``; ``node`` is a spec node name, or the member
+address for a cluster member the spec does not list. Every value is a string or None,
+computed from one :class:`Observed` snapshot (and the spec, for the reference view and
+the address-to-node mapping, see :mod:`reconciler.cluster_view`).
+
+Keys (value when the node is unreachable: ``reachable`` = ``no``, every other key None):
+
+``reachable``   ``yes`` | ``no`` — the node's status could be read.
+``state``       the `Status` line: ``enabled`` | ``disabled`` | ``error`` | ``unknown``.
+``role``        ``master`` | ``replica`` (a database member) | ``client`` (connected, not a
+                member) | ``none`` (not clustered); ``unknown`` for unrecognised text.
+``master``      address of the connected master this node sees (as printed), None if none.
+``interface``   the `Interface` value (``a``..``d``), None when not set.
+``certs``       the five certificate file names comma-joined in the order server key, server
+                certificate, client key, client certificate, CA certificate (``none`` if unset).
+``sync``        how the reference view (the master's own status) shows this node:
+                ``master`` | ``in-sync`` | ``syncing`` | ``disconnected`` | ``unknown``;
+                None when it is not a member or there is no master.
+``error``       the text of the `ERROR` line, None when there is none.
+``in_progress`` ``yes`` while `Last command` shows ``(In progress)``, else ``no``.
+``file:<name>`` sha256 of file ``<name>`` in the node's SFTP root; None when absent or when
+                the files were not listed.
+
+:func:`changed_facts` re-reads a list of facts against a new observation and returns those
+whose value differs: the executor uses it before each step, and `apply plan.json` for the
+whole saved plan, to say exactly what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from reconciler.cluster_view import ClusterView, NodeView, build_view
+from reconciler.plan_model import Fact
+from reconciler.snapshot_model import NodeObservation, Observed
+from reconciler.spec_model import ClusterSpec
+from reconciler.status_model import Certificates
+
+FACT_KEYS = (
+    "reachable",
+    "state",
+    "role",
+    "master",
+    "interface",
+    "certs",
+    "sync",
+    "error",
+    "in_progress",
+)
+FILE_PREFIX = "file:"
+
+
+def certs_value(certs: Certificates | tuple[str | None, ...]) -> str:
+    names = (
+        certs
+        if isinstance(certs, tuple)
+        else (
+            certs.server_key,
+            certs.server_cert,
+            certs.client_key,
+            certs.client_cert,
+            certs.ca_cert,
+        )
+    )
+    return ",".join(n if n is not None else "none" for n in names)
+
+
+def _node_view(view: ClusterView, node: str) -> NodeView | None:
+    return view.node(node) or view.by_address(node)
+
+
+def _value(view: ClusterView, observed: Observed, node: str, key: str) -> str | None:
+    nv = _node_view(view, node)
+    obs: NodeObservation = nv.observation if nv is not None else observed.get(node)
+    if key == "reachable":
+        return "yes" if obs.reachable else "no"
+    if key == "sync":
+        return nv.sync if nv is not None else None
+    status = obs.status if obs.reachable else None
+    if status is None:
+        return None
+    if key == "state":
+        return status.state.value
+    if key == "role":
+        return nv.role if nv is not None else None
+    if key == "master":
+        return status.master.address if status.master is not None else None
+    if key == "interface":
+        return status.interface
+    if key == "certs":
+        return certs_value(status.certificates)
+    if key == "error":
+        return status.error
+    if key == "in_progress":
+        return "yes" if status.command_in_progress else "no"
+    if key.startswith(FILE_PREFIX):
+        if obs.files is None:
+            return None
+        return obs.files.get(key[len(FILE_PREFIX) :])
+    raise KeyError(f"unknown fact key {key!r}")
+
+
+def fact_value(spec: ClusterSpec, observed: Observed, node: str, key: str) -> str | None:
+    """The current value of one fact (see the module docstring for the keys)."""
+    return _value(build_view(spec, observed), observed, node, key)
+
+
+def facts_from_view(
+    view: ClusterView, observed: Observed, pairs: Iterable[tuple[str, str]]
+) -> tuple[Fact, ...]:
+    """Facts for (node, key) pairs from an already-built view (the planner's fast path)."""
+    return tuple(Fact(node=n, key=k, value=_value(view, observed, n, k)) for n, k in pairs)
+
+
+def changed_facts(
+    spec: ClusterSpec, observed: Observed, facts: Iterable[Fact]
+) -> tuple[tuple[Fact, str | None], ...]:
+    """(fact, current value) for each fact whose value differs in ``observed``."""
+    view = build_view(spec, observed)
+    changed: list[tuple[Fact, str | None]] = []
+    for fact in facts:
+        current = _value(view, observed, fact.node, fact.key)
+        if current != fact.value:
+            changed.append((fact, current))
+    return tuple(changed)

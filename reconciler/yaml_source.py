@@ -1,0 +1,270 @@
+"""Read a YAML file and remember where every key and list item came from.
+
+Uses ruamel.yaml's round-trip loader (YAML 1.2: ``yes``/``no``/``on`` stay
+strings) for its line/column data, converts the result to plain Python data
+(dict/list/str/int/float/bool/None) and keeps an index from field paths such
+as ``("nodes", 1, "address")`` to 1-based source positions.
+
+Problems with the file itself (unreadable, not UTF-8, YAML syntax, duplicate
+keys, top level not a mapping) raise :class:`reconciler.errors.SpecError`
+carrying :class:`~reconciler.diagnostics.Diagnostic` objects with line and
+column. Messages never quote YAML values (a duplicated key may hold a secret).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.errors import SpecError
+
+FieldPath = tuple[str | int, ...]
+
+# Converting expands YAML aliases; a small file could otherwise expand to
+# billions of nodes ("billion laughs"). A cluster spec has a few hundred.
+MAX_NODES = 100_000
+
+
+@dataclass(frozen=True)
+class SourcePos:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+def field_name(field_path: Sequence[str | int]) -> str:
+    """``("nodes", 1, "address")`` -> ``"nodes[1].address"``; ``()`` -> ``""``."""
+    out = ""
+    for part in field_path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+@dataclass(frozen=True)
+class _Positions:
+    key: dict[FieldPath, SourcePos] = field(default_factory=dict)
+    value: dict[FieldPath, SourcePos] = field(default_factory=dict)
+
+
+class YamlDocument:
+    """A parsed YAML file: plain ``data`` plus the source position of every node."""
+
+    def __init__(self, path: Path, data: Any, positions: _Positions) -> None:
+        self.path = path
+        self.data = data
+        self._positions = positions
+
+    @classmethod
+    def from_text(cls, text: str, path: Path) -> YamlDocument:
+        """Parse ``text`` as if read from ``path`` (pure; used by tests and load_yaml_document)."""
+        return _parse(text, path)
+
+    def position(self, field_path: Sequence[str | int]) -> SourcePos | None:
+        """Where the field starts (its key, or its list item); falls back to the closest parent."""
+        path = tuple(field_path)
+        while True:
+            pos = self._positions.key.get(path)
+            if pos is not None:
+                return pos
+            if not path:
+                return None
+            path = path[:-1]
+
+    def value_position(self, field_path: Sequence[str | int]) -> SourcePos | None:
+        """Where the field's value starts; falls back to :meth:`position`."""
+        pos = self._positions.value.get(tuple(field_path))
+        return pos if pos is not None else self.position(field_path)
+
+    def field_name(self, field_path: Sequence[str | int]) -> str:
+        return field_name(field_path)
+
+    def diagnostic(
+        self,
+        severity: Severity,
+        field_path: Sequence[str | int],
+        message: str,
+        *,
+        at_value: bool = False,
+    ) -> Diagnostic:
+        """A diagnostic located at ``field_path`` (its key, or its value with ``at_value``)."""
+        pos = self.value_position(field_path) if at_value else self.position(field_path)
+        return Diagnostic(
+            severity=severity,
+            file=str(self.path),
+            line=pos.line if pos else None,
+            column=pos.column if pos else None,
+            field=field_name(field_path),
+            message=message,
+        )
+
+    def error(self, field_path: Sequence[str | int], message: str) -> Diagnostic:
+        return self.diagnostic(Severity.ERROR, field_path, message)
+
+    def warning(self, field_path: Sequence[str | int], message: str) -> Diagnostic:
+        return self.diagnostic(Severity.WARNING, field_path, message)
+
+
+def load_yaml_document(path: Path) -> YamlDocument:
+    """Read and parse ``path``; raises SpecError (with diagnostics) when it cannot."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _file_error(path, f"cannot read spec file: {reason}", None, None) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise _file_error(path, "spec file is not valid UTF-8", line, None) from None
+    return _parse(text, path)
+
+
+def _parse(text: str, path: Path) -> YamlDocument:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        loaded = yaml.load(text.removeprefix("\ufeff"))
+    except DuplicateKeyError as exc:
+        raise _duplicate_key_error(path, exc) from None
+    except MarkedYAMLError as exc:
+        raise _syntax_error(path, exc) from None
+    except YAMLError as exc:
+        raise _file_error(path, f"YAML error: {type(exc).__name__}", None, None) from None
+
+    if not isinstance(loaded, CommentedMap):
+        kind = "empty" if loaded is None else f"a {_kind(loaded)}"
+        lc = getattr(loaded, "lc", None)
+        line = lc.line + 1 if lc is not None and lc.line is not None else 1
+        column = lc.col + 1 if lc is not None and lc.col is not None else 1
+        raise _file_error(
+            path,
+            f"the top level of a spec must be a mapping (version:, cluster:, nodes:, ...), "
+            f"but the file is {kind}",
+            line,
+            column,
+        )
+    positions = _Positions()
+    counter = [0]
+    data = _convert(loaded, (), positions, counter, path)
+    positions.key[()] = SourcePos(loaded.lc.line + 1, loaded.lc.col + 1)
+    return YamlDocument(path, data, positions)
+
+
+def _convert(
+    node: Any, path: FieldPath, positions: _Positions, counter: list[int], file: Path
+) -> Any:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise _file_error(
+            file, f"document too large: more than {MAX_NODES} YAML nodes after aliases", None, None
+        )
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            name = _key_name(key)
+            child = (*path, name)
+            _record(positions, child, node.lc.data.get(key))
+            out[name] = _convert(value, child, positions, counter, file)
+        return out
+    if isinstance(node, CommentedSeq):
+        items: list[Any] = []
+        for index, value in enumerate(node):
+            child = (*path, index)
+            lc = node.lc.data.get(index)
+            if lc is not None:
+                pos = SourcePos(lc[0] + 1, lc[1] + 1)
+                positions.key[child] = pos
+                positions.value[child] = pos
+            items.append(_convert(value, child, positions, counter, file))
+        return items
+    return _scalar(node)
+
+
+def _record(positions: _Positions, path: FieldPath, lc: Any) -> None:
+    if lc is None:  # keys merged in with `<<:` have no position of their own
+        return
+    positions.key[path] = SourcePos(lc[0] + 1, lc[1] + 1)
+    if len(lc) >= 4:
+        positions.value[path] = SourcePos(lc[2] + 1, lc[3] + 1)
+
+
+def _scalar(node: Any) -> Any:
+    if node is None or isinstance(node, bool):
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, dt.datetime):
+        return dt.datetime.fromisoformat(node.isoformat())
+    if isinstance(node, dt.date):
+        return dt.date(node.year, node.month, node.day)
+    if isinstance(node, TaggedScalar):
+        return str(node.value)
+    return str(node)
+
+
+def _key_name(key: Any) -> str:
+    if isinstance(key, str):
+        return str(key)
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _file_error(path: Path, message: str, line: int | None, column: int | None) -> SpecError:
+    diag = Diagnostic(Severity.ERROR, str(path), line, column, "", message)
+    return SpecError(diag.render(), diagnostics=(diag,))
+
+
+def _syntax_error(path: Path, exc: MarkedYAMLError) -> SpecError:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or exc.context or "invalid YAML"
+    message = f"YAML syntax error: {problem}"
+    if exc.context and exc.problem and exc.context_mark is not None:
+        message = (
+            f"YAML syntax error: {exc.context} (line {exc.context_mark.line + 1}): {exc.problem}"
+        )
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return _file_error(path, message, line, column)
+
+
+def _duplicate_key_error(path: Path, exc: DuplicateKeyError) -> SpecError:
+    # ruamel's own text quotes both values; they may be secrets, so build our own.
+    problem = exc.problem or ""
+    key = problem.split('"')[1] if problem.count('"') >= 2 else None
+    mark = exc.problem_mark
+    first = exc.context_mark
+    what = f'duplicate key "{key}"' if key is not None else "duplicate key"
+    message = what + (f" in the mapping that starts on line {first.line + 1}" if first else "")
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return _file_error(path, message, line, column)

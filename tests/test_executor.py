@@ -1,0 +1,328 @@
+"""The executor against the fake transport (the pure simulation behind the MMP's text).
+
+Checks convergence, drift detection before a step, stop-on-failure with a
+diagnosis, the destructive-step journal, resumability after any prefix, the
+one-connection-per-node rule and the audit log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
+from reconciler.errors import CommandFailedError, DriftError, StepFailedError
+from reconciler.executor import ExecutionResult, Executor, ExecutorOptions, waves
+from reconciler.executor_report import diagnose, relevant_log_lines
+from reconciler.fake_transport import FakeCluster, FakeTransport
+from reconciler.plan_model import Action, LocalFile, Plan, Step
+from reconciler.planner import plan
+from reconciler.simulation import SimNode, World, observe, settle
+from reconciler.spec_model import ClusterSpec
+from reconciler.status_model import CommandResult
+
+FAST = ExecutorOptions(poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0)
+CERT_FILES = {
+    "certs/ca.cer": b"ca",
+    "certs/server.cer": b"server cert",
+    "certs/server.key": b"server key",
+    "certs/client.cer": b"client cert",
+    "certs/client.key": b"client key",
+}
+DB_CERTS = ("server.key", "server.cer", "client.key", "client.cer", "ca.cer")
+
+
+def make_spec(n: int, master: str = "n1", **policy: Any) -> ClusterSpec:
+    return ClusterSpec.model_validate(
+        {
+            "version": 1,
+            "cluster": "unit",
+            "master": master,
+            "nodes": [{"name": f"n{i}", "address": f"127.0.20.{i}"} for i in range(1, n + 1)],
+            "certificates": {
+                "ca": "certs/ca.cer",
+                "server": {"cert": "certs/server.cer", "key": "certs/server.key"},
+                "client": {"cert": "certs/client.cer", "key": "certs/client.key"},
+            },
+            "ssh": {"known_hosts": "known_hosts"},
+            "policy": policy,
+        }
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, LocalFile]:
+    out = {}
+    for spec_path, data in CERT_FILES.items():
+        local = tmp_path / spec_path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        out[spec_path] = LocalFile(
+            spec_path=spec_path,
+            local_path=str(local),
+            remote_name=spec_path.rsplit("/", 1)[-1],
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+    return out
+
+
+def fresh_world(n: int) -> World:
+    return World(
+        nodes=tuple(
+            SimNode(key=f"n{i}", address=f"127.0.20.{i}", files=()) for i in range(1, n + 1)
+        )
+    )
+
+
+def clustered_world(n: int, master: int, files: dict[str, LocalFile]) -> World:
+    listing = tuple(sorted((f.remote_name, f.sha256) for f in files.values()))
+    master_address = f"127.0.20.{master}"
+    nodes = tuple(
+        SimNode(
+            key=f"n{i}",
+            address=f"127.0.20.{i}",
+            files=listing,
+            interface="a",
+            certs=DB_CERTS,
+            clustered=True,
+            wal=10,
+            last_command="database cluster initialize"
+            if i == master
+            else f"database cluster join {master_address}",
+        )
+        for i in range(1, n + 1)
+    )
+    addresses = tuple(node.address for node in nodes)
+    return settle(World(nodes=nodes, membership=addresses, master=master_address))
+
+
+class Harness:
+    def __init__(self, spec: ClusterSpec, cluster: FakeCluster, state: Path, run_id: str = "r1"):
+        self.spec = spec
+        self.cluster = cluster
+        self.transport = FakeTransport(cluster)
+        self.audit = AuditLog(audit_path(state, spec.cluster), cluster=spec.cluster, run_id=run_id)
+        self.journal = Journal(journal_path(state, spec.cluster), spec.cluster, run_id)
+        self.lines: list[str] = []
+
+    async def execute(self, the_plan: Plan) -> ExecutionResult:
+        executor = Executor(
+            self.spec,
+            self.transport,
+            observed=observe(self.cluster.world),
+            audit=self.audit,
+            journal=self.journal,
+            options=FAST,
+            progress=self.lines.append,
+        )
+        return await executor.execute(the_plan)
+
+
+def replan(spec: ClusterSpec, world: World, files: dict[str, LocalFile]) -> Plan:
+    return plan(spec, observe(world), files)
+
+
+async def test_fresh_three_nodes_converge_in_one_run(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=2)
+    h = Harness(spec, cluster, tmp_path)
+    first = replan(spec, cluster.world, files)
+    assert first.steps
+    result = await h.execute(first)
+    assert result.ok, result.error
+    assert sorted(r.step.id for r in result.records) == [s.id for s in first.steps]
+    assert replan(spec, cluster.world, files).steps == ()
+    assert cluster.world.master == "127.0.20.1"
+    assert cluster.connects == {"n1": 1, "n2": 1, "n3": 1}  # one connection per node per run
+    mutating = [c for _, c in cluster.commands]
+    assert mutating.index("database cluster initialize") < mutating.index(
+        "database cluster join 127.0.20.1"
+    )
+    audit = h.audit.entries()
+    assert len(audit) == len(first.steps)
+    assert all(e["result"] == "ok" and e["run_id"] == "r1" for e in audit)
+    assert {e["node"] for e in audit} == {"n1", "n2", "n3"}
+
+
+async def test_drift_before_a_step_stops_with_the_changed_facts(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+
+    def break_n3(world: World, node: str, command: str) -> World:
+        if command == "database cluster initialize":
+            return world.with_node(replace(world.node("n3"), error="Couldn't join the cluster"))
+        return world
+
+    cluster = FakeCluster(fresh_world(3), before_command=break_n3)
+    h = Harness(spec, cluster, tmp_path)
+    the_plan = replan(spec, cluster.world, files)
+    result = await h.execute(the_plan)
+    assert isinstance(result.error, DriftError), result.error
+    assert any(c == "n3.state: planned 'disabled', now 'error'" for c in result.error.changed)
+    failed = result.failed_step
+    assert failed is not None and failed.node == "n3"
+    assert ("n3", failed.command) not in cluster.commands
+    ran_after = [r for r in result.records if r.outcome == "done" and r.step.id > failed.id]
+    assert ran_after == []
+
+
+async def test_async_failure_stops_and_diagnoses(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(
+        fresh_world(3),
+        fail_async={("n2", "database cluster join 127.0.20.1")},
+        syslog=(
+            "Nov 26 03:00:01 user.info n2 sfpool[12]: Health check 127.0.20.1: error (up = 1): "
+            "could not connect to server: Connection refused\n"
+            "Nov 26 03:00:02 user.info n2 sshd[13]: unrelated\n"
+            "Nov 26 03:00:03 user.err n2 postgres[14]: FATAL: could not connect to the primary\n"
+        ),
+    )
+    h = Harness(spec, cluster, tmp_path)
+    result = await h.execute(replan(spec, cluster.world, files))
+    assert isinstance(result.error, StepFailedError)
+    assert "(Failed)" in str(result.error)
+    assert ("n3", "database cluster join 127.0.20.1") not in cluster.commands
+    step = result.failed_step
+    assert step is not None
+    diagnosis = await diagnose(spec, h.transport, step.node, result.error, result.observed, step)
+    text = diagnosis.render()
+    assert "'database cluster join 127.0.20.1' (Failed)" in text
+    assert "sfpool[12]: Health check" in text and "postgres[14]" in text
+    assert "sshd" not in text
+    assert diagnosis.port_check is not None and diagnosis.port_check.address == "127.0.20.1"
+
+
+async def test_refused_command_is_audited_and_stops(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(
+        fresh_world(3), fail_commands={("n1", "database cluster initialize"): "no licence"}
+    )
+    h = Harness(spec, cluster, tmp_path)
+    result = await h.execute(replan(spec, cluster.world, files))
+    assert isinstance(result.error, CommandFailedError)
+    last = h.audit.entries()[-1]
+    assert last["command"] == "database cluster initialize"
+    assert last["result"] == "failed" and last["exit_status"] == 1
+    assert not any("join" in c for _, c in cluster.commands)
+
+
+async def test_master_move_with_journal(tmp_path: Path, files: dict[str, LocalFile]) -> None:
+    spec = make_spec(3, master="n1")
+    cluster = FakeCluster(clustered_world(3, master=2, files=files))
+    h = Harness(spec, cluster, tmp_path)
+    the_plan = replan(spec, cluster.world, files)
+    assert any(s.action is Action.REMOVE for s in the_plan.steps)
+    result = await h.execute(the_plan)
+    assert result.ok, result.error
+    assert cluster.world.master == "127.0.20.1"
+    assert replan(spec, cluster.world, files).steps == ()
+    events = [(e["node"], e["event"]) for e in h.journal.entries()]
+    removes = [s for s in the_plan.steps if s.destructive]
+    assert events == [(s.node, ev) for s in removes for ev in ("started", "completed")]
+
+
+@pytest.mark.parametrize("cut", range(0, 9))
+async def test_killed_after_any_prefix_then_rerun_converges_without_repeating(
+    tmp_path: Path, files: dict[str, LocalFile], cut: int
+) -> None:
+    spec = make_spec(5, master="n1")
+    cluster = FakeCluster(clustered_world(5, master=5, files=files))
+    full = replan(spec, cluster.world, files)
+    assert len(full.steps) == 8  # 4 removes (replicas, then the master), 4 joins
+    first = Harness(spec, cluster, tmp_path, run_id="killed")
+    prefix = full.model_copy(update={"steps": full.steps[:cut]})
+    assert (await first.execute(prefix)).ok
+    second = Harness(spec, cluster, tmp_path, run_id="again")
+    result = await second.execute(replan(spec, cluster.world, files))
+    assert result.ok, result.error
+    assert replan(spec, cluster.world, files).steps == ()
+    assert cluster.world.master == "127.0.20.1"
+    removes = [c for c in cluster.commands if c[1] == "database cluster remove"]
+    assert len(removes) == len(set(removes))  # no destructive step ran twice
+
+
+async def test_journal_refuses_a_destructive_step_already_done(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    world = clustered_world(3, master=1, files=files)
+    n2 = replace(
+        world.node("n2"), last_command="database cluster remove", last_result=CommandResult.SUCCESS
+    )
+    cluster = FakeCluster(world.with_node(n2))
+    h = Harness(spec, cluster, tmp_path, run_id="second")
+    Journal(h.journal.path, spec.cluster, "first").mark(
+        "started", step="s01", node="n2", command="database cluster remove"
+    )
+    step = Step(
+        id="s01",
+        node="n2",
+        action=Action.REMOVE,
+        command="database cluster remove",
+        reason="test",
+        destructive=True,
+        confirm=True,
+    )
+    result = await h.execute(Plan(cluster="unit", steps=(step,)))
+    assert isinstance(result.error, DriftError)
+    assert "already run by apply first" in str(result.error)
+    assert ("n2", "database cluster remove") not in cluster.commands
+
+
+async def test_unreachable_node_is_held_back_and_the_rest_converges(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(5)
+    world = fresh_world(5)
+    world = world.with_node(replace(world.node("n5"), up=False))
+    cluster = FakeCluster(world)
+    h = Harness(spec, cluster, tmp_path)
+    the_plan = replan(spec, cluster.world, files)
+    assert any(b.node == "n5" for b in the_plan.blocked)
+    assert all(s.node != "n5" for s in the_plan.steps)
+    result = await h.execute(the_plan)
+    assert result.ok, result.error
+    assert set(cluster.world.membership) == {f"127.0.20.{i}" for i in range(1, 5)}
+
+
+def test_waves_group_preparation_and_joins() -> None:
+    def step(i: int, node: str, action: Action) -> Step:
+        return Step(id=f"s{i:02}", node=node, action=action, command=f"c{i}", reason="r")
+
+    steps = [
+        step(1, "n1", Action.LOCALNODE),
+        step(2, "n2", Action.LOCALNODE),
+        step(3, "n1", Action.CERTS),
+        step(4, "n1", Action.INITIALIZE),
+        step(5, "n2", Action.JOIN),
+        step(6, "n3", Action.JOIN),
+        step(7, "n4", Action.REMOVE),
+    ]
+    got = [(kind, [s.id for s in group]) for kind, group in waves(steps)]
+    assert got == [
+        ("prep", ["s01", "s02", "s03"]),
+        ("single", ["s04"]),
+        ("join", ["s05", "s06"]),
+        ("single", ["s07"]),
+    ]
+
+
+def test_relevant_log_lines_filters_processes() -> None:
+    text = (
+        "Nov 26 03:00:01 user.info cms1 schema_builder[1]: Schema upgrade complete\n"
+        "Nov 26 03:00:02 user.info cms1 web_admin[2]: login\n"
+        "Nov 26 03:00:03 user.info cms1 dbcluster_watcher[3]: Operation Complete\n"
+    )
+    assert relevant_log_lines(text) == [text.splitlines()[0], text.splitlines()[2]]

@@ -1,0 +1,311 @@
+"""One test per spec validation rule: the message and the exact line of each diagnostic.
+
+Fixtures: tests/fixtures/specs/bad/*.yaml (each says in its first line what is wrong
+and where). Files are not checked here (check_files=False); see test_cert_checks.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from reconciler.diagnostics import Diagnostic, Severity
+from reconciler.errors import SpecError
+from reconciler.spec_loader import load_spec, validate_document
+from reconciler.spec_rules import is_secret_key, is_valid_host, normalize_host
+from reconciler.yaml_source import YamlDocument
+
+FIXTURES = Path(__file__).parent / "fixtures" / "specs"
+BAD = FIXTURES / "bad"
+GOOD = FIXTURES / "good"
+
+
+def errors_of(name: str) -> list[Diagnostic]:
+    with pytest.raises(SpecError) as info:
+        load_spec(BAD / f"{name}.yaml", check_files=False)
+    diags = [d for d in info.value.diagnostics if isinstance(d, Diagnostic)]
+    assert diags, "a SpecError must carry diagnostics"
+    return diags
+
+
+def one(name: str) -> Diagnostic:
+    diags = errors_of(name)
+    assert len(diags) == 1, [d.render() for d in diags]
+    return diags[0]
+
+
+def test_duplicate_node_name() -> None:
+    d = one("duplicate_name")
+    assert (d.severity, d.field, d.line, d.column) == (Severity.ERROR, "nodes[2].name", 8, 6)
+    assert d.message == "duplicate node name 'n2' (also nodes[1])"
+
+
+def test_duplicate_node_name_ignores_case() -> None:
+    d = one("duplicate_name_case")
+    assert (d.field, d.line) == ("nodes[1].name", 7)
+    assert d.message == (
+        "duplicate node name 'N1' (also nodes[0] 'n1'; names are compared ignoring case)"
+    )
+
+
+def test_duplicate_ipv6_address_is_normalised() -> None:
+    d = one("duplicate_address_ipv6")
+    assert (d.field, d.line, d.column) == ("nodes[1].address", 9, 5)
+    assert d.message == "duplicate address 2001:DB8:0:0::1 (also nodes[0])"
+
+
+def test_duplicate_host_name_ignores_case_and_final_dot() -> None:
+    d = one("duplicate_address_hostname")
+    assert (d.field, d.line) == ("nodes[1].address", 7)
+    assert d.message == "duplicate address CMS1.Example.NET. (also nodes[0])"
+    assert d.render().endswith(
+        "duplicate_address_hostname.yaml:7:16: error: nodes[1].address: "
+        "duplicate address CMS1.Example.NET. (also nodes[0])"
+    )
+
+
+def test_duplicate_mmp_endpoint() -> None:
+    d = one("duplicate_mmp_endpoint")
+    assert (d.field, d.line) == ("nodes[2].mmp_host", 15)
+    assert d.message == (
+        "duplicate MMP endpoint 192.0.2.10 port 22 (also nodes[0]); each node needs its own "
+        "mmp_host or mmp_port"
+    )
+
+
+def test_master_must_be_a_node() -> None:
+    d = one("master_unknown")
+    assert (d.field, d.line) == ("master", 4)
+    assert d.message == (
+        "master 'cms-nowhere' is not a node of this spec (database nodes: n1, n2, n3)"
+    )
+
+
+def test_master_must_be_a_database_node() -> None:
+    d = one("master_client")
+    assert (d.field, d.line) == ("master", 4)
+    assert d.message == "master 'n1' has role client; the master must be a database node"
+
+
+def test_more_database_nodes_than_policy_allows() -> None:
+    d = one("too_many_database_nodes")
+    assert (d.field, d.line) == ("nodes", 5)
+    assert d.message.startswith(
+        "5 database nodes, more than policy.max_database_nodes (3); give the extra nodes "
+        "role: client"
+    )
+
+
+def test_even_number_of_database_nodes_explains_the_majority_rule() -> None:
+    d = one("even_database_nodes")
+    assert (d.severity, d.field, d.line) == (Severity.ERROR, "nodes", 5)
+    assert "a master needs more than half of the database nodes (3 of 4)" in d.message
+    assert "with 2 of 4 on each side of a network split neither side has a master" in d.message
+    assert "survives only 1 failure" in d.message
+    assert "Use an odd number: 3 or 5 database nodes" in d.message
+    assert d.message.endswith("or set policy.allow_unsafe_topology: true to accept the risk")
+
+
+def test_two_database_nodes_one_failure_leaves_no_master() -> None:
+    d = one("two_database_nodes")
+    assert (d.field, d.line) == ("nodes", 5)
+    assert "(2 of 2); one failure leaves no master" in d.message
+    assert "policy.allow_unsafe_topology: true" in d.message
+
+
+def test_unsafe_topology_allowed_is_a_warning() -> None:
+    loaded = load_spec(GOOD / "unsafe_topology_allowed.yaml", check_files=False)
+    (w,) = loaded.warnings
+    assert (w.severity, w.field, w.line) == (Severity.WARNING, "nodes", 5)
+    assert "2 database nodes" in w.message
+    assert w.message.endswith("accepted because policy.allow_unsafe_topology is true")
+
+
+def test_literal_password_is_refused_without_echo() -> None:
+    d = one("literal_password")
+    assert (d.field, d.line, d.column) == ("ssh.password", 15, 3)
+    assert "looks like a literal secret" in d.message
+    assert "ssh.password_env" in d.message and "ssh.key" in d.message
+    text = (BAD / "literal_password.yaml").read_text()
+    assert "correct-horse-battery-staple" in text
+    assert "correct-horse-battery-staple" not in d.render()
+
+
+def test_secret_keys_at_any_depth() -> None:
+    diags = errors_of("nested_secrets")
+    by_field = {d.field: d for d in diags}
+    assert by_field["nodes[1].api_token"].line == 7
+    assert by_field["policy.extra.Secret"].line == 16
+    assert "looks like a literal secret" in by_field["policy.extra.Secret"].message
+    # the unknown parent is still reported, but never the secret's own value
+    assert "unknown field 'extra'" in by_field["policy.extra"].message
+    for d in diags:
+        assert "abc123" not in d.render() and "xyzzy" not in d.render()
+
+
+def test_password_in_password_env_is_not_echoed() -> None:
+    d = one("password_env_is_a_password")
+    assert (d.field, d.line) == ("ssh.password_env", 14)
+    assert d.message.startswith("must be the NAME of an environment variable")
+    assert "hunter2" not in d.render()
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("password", True),
+        ("Password", True),
+        ("db_passwd", True),
+        ("passphrase", True),
+        ("client_secret", True),
+        ("token", True),
+        ("pwd", True),
+        ("password_env", False),
+        ("key", False),
+        ("known_hosts", False),
+        ("passive", False),
+    ],
+)
+def test_secret_key_names(key: str, secret: bool) -> None:
+    assert is_secret_key(key) is secret
+
+
+def test_ssh_needs_a_login_method() -> None:
+    d = one("ssh_no_auth")
+    assert (d.field, d.line) == ("ssh", 13)
+    assert d.message.startswith("ssh needs exactly one way to log in to the MMP: password_env")
+    assert d.message.endswith("found none")
+
+
+def test_ssh_needs_only_one_login_method() -> None:
+    d = one("ssh_two_auth")
+    assert (d.field, d.line) == ("ssh", 13)
+    assert d.message.endswith("found password_env and agent: true")
+
+
+def test_database_nodes_need_a_server_pair() -> None:
+    d = one("database_node_without_server_pair")
+    assert (d.field, d.line) == ("certificates", 9)
+    assert d.message.startswith(
+        "database nodes 'n1', 'n2', 'n3' use the cluster-wide certificates, which have no "
+        "server pair"
+    )
+
+
+def test_database_node_override_needs_a_server_pair() -> None:
+    d = one("override_without_server_pair")
+    assert (d.field, d.line) == ("nodes[1].certificates", 9)
+    assert d.message.startswith("database node 'n2' needs a server certificate and key")
+
+
+def test_client_nodes_need_no_server_pair() -> None:
+    loaded = load_spec(GOOD / "client_node.yaml", check_files=False)
+    assert loaded.warnings == ()
+    assert [n.name for n in loaded.spec.database_nodes] == ["n1", "n2", "n3"]
+
+
+def test_address_must_be_a_host_or_ip() -> None:
+    d = one("bad_address")
+    assert (d.field, d.line) == ("nodes[1].address", 7)
+    assert d.message.startswith("'10.0.0.2; remove' is not an IP address or host name")
+
+
+def test_remote_file_names_must_not_clash() -> None:
+    d = one("remote_name_clash")
+    assert (d.field, d.line) == ("certificates.client.cert", 12)
+    assert d.message == (
+        "'certs/b/server.cer' and 'certs/a/server.cer' (certificates.server.cert) would both "
+        "be uploaded as 'server.cer' and overwrite each other; rename one"
+    )
+
+
+def test_remote_file_names_must_be_safe_words() -> None:
+    d = one("remote_name_unsafe")
+    assert (d.field, d.line) == ("certificates.ca", 10)
+    assert d.message.startswith("file name 'root ca.cer' cannot be used on the MMP")
+
+
+def test_maintenance_window_time_zone_and_empty_window() -> None:
+    diags = errors_of("maintenance_window")
+    assert [(d.field, d.line) for d in diags] == [
+        ("policy.maintenance_windows[0].timezone", 19),
+        ("policy.maintenance_windows[1].end", 22),
+    ]
+    assert diags[0].message.startswith("unknown time zone 'Mars/Olympus'")
+    assert diags[1].message == "the window starts and ends at 02:00: it is empty"
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    diags = errors_of("many_errors")
+    assert [(d.line, d.field) for d in diags] == [
+        (4, "master"),
+        (5, "nodes"),
+        (7, "nodes[1].name"),
+        (7, "nodes[1].address"),
+        (14, "ssh"),
+    ]
+
+
+@pytest.mark.parametrize("path", sorted(GOOD.glob("*.yaml")), ids=lambda p: p.stem)
+def test_good_fixtures_load(path: Path) -> None:
+    loaded = load_spec(path, check_files=False)
+    assert loaded.spec.version == 1
+    assert all(w.severity is Severity.WARNING for w in loaded.warnings)
+
+
+@pytest.mark.parametrize("path", sorted(BAD.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bad_fixture_fails_at_the_lines_its_comment_names(path: Path) -> None:
+    """Each fixture's first line names its error lines as "(line N)"; they must all appear."""
+    comment = path.read_text().splitlines()[0]
+    named = {int(n) for n in re.findall(r"\(line (\d+)\)", comment)}
+    with pytest.raises(SpecError) as info:
+        load_spec(path, check_files=False)
+    lines = {d.line for d in info.value.diagnostics if isinstance(d, Diagnostic)}
+    assert named <= lines, (comment, lines)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("2001:db8::1", "2001:DB8:0:0:0:0:0:1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("Host.Example.NET.", "host.example.net"),
+    ],
+)
+def test_normalize_host_equal(a: str, b: str) -> None:
+    assert normalize_host(a) == normalize_host(b)
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        ("10.48.36.61", True),
+        ("fe80::1", True),
+        ("[2001:db8::1]", True),
+        ("cms-lon-1.example.net", True),
+        ("cms_lab", True),
+        ("10.48.36", False),
+        ("a b", False),
+        ("x;reboot", False),
+        ("-bad.example", False),
+        ("", False),
+    ],
+)
+def test_is_valid_host(host: str, ok: bool) -> None:
+    assert is_valid_host(host) is ok
+
+
+def test_rules_are_pure_over_the_document() -> None:
+    text = (BAD / "duplicate_name.yaml").read_text()
+    doc = YamlDocument.from_text(text, Path("virtual.yaml"))
+    spec, diags = validate_document(doc)
+    assert spec is not None
+    assert [d.render() for d in diags] == [
+        "virtual.yaml:8:6: error: nodes[2].name: duplicate node name 'n2' (also nodes[1])"
+    ]
