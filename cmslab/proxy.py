@@ -7,15 +7,15 @@ import contextlib
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy one direction; on EOF pass the half-close on (PostgreSQL's protocol relies on it)."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
     except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
+        writer.transport.abort()
 
 
 class TcpProxy:
@@ -52,6 +52,9 @@ class TcpProxy:
         try:
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
         finally:
+            for w in (writer, up_writer):
+                with contextlib.suppress(Exception):
+                    w.close()
             self._writers.discard(writer)
             self._writers.discard(up_writer)
             self._tasks.discard(task)

@@ -276,6 +276,7 @@ async def _apply(
         run = await observe_nodes(spec, transport, with_files=True)
         _report_unobserved(run)
         _raise_permanent(run)
+        run = await _wait_for_running_commands(loaded, transport, run, args)
         if saved is not None:
             changed = stale_facts(loaded, saved, run.observed)
             if changed:
@@ -324,6 +325,33 @@ async def _apply(
         return await _verify(loaded, args, transport)
     finally:
         await transport.close()
+
+
+def _running(observed: Observed) -> list[str]:
+    out = []
+    for name, obs in observed.nodes.items():
+        status = obs.status if obs.reachable else None
+        if status is not None and status.command_in_progress and status.last_command is not None:
+            out.append(f"{name}: {status.last_command.raw}")
+    return out
+
+
+async def _wait_for_running_commands(
+    loaded: LoadedSpec, transport: SshTransport, run: ObservationRun, args: argparse.Namespace
+) -> ObservationRun:
+    """A command still running (e.g. the join of an apply that was killed) finishes first:
+    the planner plans nothing cluster-changing while one runs."""
+    running = _running(run.observed)
+    if not running:
+        return run
+    _out("Waiting for commands still running: " + "; ".join(running))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (args.action_timeout or loaded.spec.policy.action_timeout_seconds)
+    while running and loop.time() < deadline:
+        await asyncio.sleep(max(args.poll_interval, 0.2))
+        run = await observe_nodes(loaded.spec, transport, with_files=True)
+        running = _running(run.observed)
+    return run
 
 
 async def _verify(loaded: LoadedSpec, args: argparse.Namespace, transport: SshTransport) -> int:

@@ -142,7 +142,8 @@ class LiveClusterRunner:
             {name: f.sha256 for name, f in local_files.items()},
         )
         self._local_files = {digest: local_files}  # only the newest revision is planned
-        return Revision(loaded=loaded, digest=digest)
+        files = tuple(sorted({Path(f.local_path) for f in local_files.values()}))
+        return Revision(loaded=loaded, digest=digest, files=files)
 
     def fingerprint(self, path: Path, last: Revision | None) -> str:
         files: dict[str, str] = {}

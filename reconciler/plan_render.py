@@ -122,9 +122,8 @@ def render_markdown(plans: Sequence[Plan]) -> str:
             for s in plan.steps:
                 command = f"`{_md_escape(_step_label(s))}`"
                 flag = "**yes**" if s.destructive else ""
-                lines.append(
-                    f"| {s.id} | {_md_escape(s.node)} | {command} | {_md_escape(s.reason)} | {flag} |"
-                )
+                node, reason = _md_escape(s.node), _md_escape(s.reason)
+                lines.append(f"| {s.id} | {node} | {command} | {reason} | {flag} |")
             lines.append("")
         for title, items in (
             ("Drift", list(plan.drift)),

@@ -14,11 +14,14 @@ Ordering invariants (every plan, in this order; within a phase, spec order):
 4. **schema repair** (A6) — the master first, then replicas;
 5. **master move** (A4) — `remove` the other replicas one at a time, then the master, each
    followed by its own preparation;
-6. **joins** of database nodes, spec order, to the master *after* the earlier steps;
-   a clustered replica whose interface or certificates must change is rotated here
-   (`remove`, [uploads], [`localnode`], [`certs`], `join`) — replicas only, never the master;
-7. **connects** of client nodes (rotations of connected clients the same way);
-8. **removes** of members the spec does not list (`policy.allow_remove`), replicas only.
+6. **joins** of database nodes that are not clustered, spec order, to the master *after*
+   the earlier steps;
+7. **rotations** (the "rejoin" procedure), spec order: a clustered replica whose interface or
+   certificates must change: `remove`, [uploads], [`localnode`], [`certs`], `join` — replicas
+   only, never the master, and after the joins so that new members count for the majority;
+8. **connects** of client nodes, spec order (rotation of a connected client the same way
+   with `connect`);
+9. **removes** of members the spec does not list (`policy.allow_remove`), replicas only.
 
 Safety invariants: no `initialize` while any node is clustered or sees a master; no step at
 all with two masters or with clustered nodes and no master; no `localnode`/`certs` on a
@@ -96,6 +99,7 @@ def plan(
     _schema_repairs(ctx)
     _master_move(ctx)
     _joins(ctx)
+    _rotations(ctx)
     _connects(ctx)
     _remove_extras(ctx)
     return _finish(ctx)
@@ -339,6 +343,9 @@ def _move_refusal(ctx: PlanContext, current: NodeView | None, target: NodeView) 
             "the current master is not in the spec; the move would remove it for good "
             "(set policy.allow_remove to allow that)"
         )
+    max_nodes = ctx.spec.policy.max_database_nodes
+    if len(ctx.members) > max_nodes:
+        return f"the cluster has more than policy.max_database_nodes={max_nodes} members"
     problems: list[str] = []
     for address in ctx.members:
         nv = ctx.view.by_address(address)
@@ -381,6 +388,14 @@ def _joins(ctx: PlanContext) -> None:
             if wanted is None or ctx.certs.get(nv.key) != wanted:
                 continue  # blocked by prepare
             ctx.add_join(nv.key, ctx.procedure_for(nv.key))
+
+
+def _rotations(ctx: PlanContext) -> None:
+    """Clustered database nodes whose interface or certificates must change (after the joins,
+    so that every joined node already counts for the majority)."""
+    for n in ctx.spec.database_nodes:
+        nv = ctx.node_view(n.name)
+        if nv.key in ctx.held or not ctx.clustered[nv.key] or nv.key in ctx.rejoining:
             continue
         is_master = ctx.master is not None and normalize_address(ctx.master) == (
             normalize_address(nv.address)
@@ -412,6 +427,15 @@ def _rotate(ctx: PlanContext, nv: NodeView, why: list[str], *, client: bool) -> 
         ctx.block(nv.key, f"rotation of {nv.key} needs a master")
         return
     member = nv.role in ("replica", "unknown")
+    max_nodes = ctx.spec.policy.max_database_nodes
+    if not client and len(ctx.members) + (0 if member else 1) > max_nodes:
+        ctx.block(
+            nv.key,
+            f"{nv.key} must leave and rejoin ({'; '.join(why)}), but the cluster would then have "
+            f"more than policy.max_database_nodes={max_nodes} database nodes; it is "
+            f"{LATER_RUN} if members leave",
+        )
+        return
     if member and not ctx.remove_keeps_majority(nv.address):
         ctx.block(
             nv.key,

@@ -40,6 +40,7 @@ from reconciler.yaml_source import FieldPath, YamlDocument, load_yaml_document
 TOP_KEYS = ("observed_at", "nodes")
 NODE_KEYS = ("status", "unreachable", "files")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HAS_TIME = re.compile(r"\d[Tt ]\d")  # a date alone is not a point in time
 
 
 def load_snapshot(path: Path) -> Observed:
@@ -81,9 +82,9 @@ def snapshot_from_document(doc: YamlDocument) -> Observed:
 
 
 def _observed_at(doc: YamlDocument, value: Any, problems: list[Diagnostic]) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
+    if value is None or isinstance(value, dt.datetime):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and _HAS_TIME.search(value):
         try:
             return dt.datetime.fromisoformat(value)
         except ValueError:

@@ -73,6 +73,7 @@ class Revision:
 
     loaded: LoadedSpec
     digest: str
+    files: tuple[Path, ...] = ()  # local files the spec names (their directories are watched)
 
     @property
     def cluster(self) -> str:
@@ -97,7 +98,9 @@ class ClusterRunner(Protocol):
         ...
 
     def fingerprint(self, path: Path, last: Revision | None) -> str:
-        """Cheap digest of the spec file and the files ``last`` names (no validation)."""
+        """Cheap digest of the spec file and the files ``last`` names (no validation).
+
+        Contract: equals ``last.digest`` while neither changed since ``last`` was loaded."""
         ...
 
     async def observe(self, revision: Revision) -> Observed: ...
@@ -503,6 +506,8 @@ class ClusterLoop:
                     )
                 return False
         self._reported_invalid = None
+        # What was loaded is what the next change check compares against.
+        self._fingerprint = revision.digest
         for warning in revision.loaded.warnings:
             if self.current is None or self.current.digest != revision.digest:
                 log.warning("spec warning", cluster=revision.cluster, diagnostic=warning.render())
@@ -744,15 +749,24 @@ class WatchSupervisor:
         return woken
 
     def watch_roots(self) -> set[Path]:
-        """Directories whose changes matter: the given paths' and the named files'."""
-        roots: set[Path] = set()
+        """Directories (watched non-recursively) whose changes matter.
+
+        The given directories (or the given files' directories), the directories of
+        every file a valid spec names, and the directories holding a symlink on the
+        way to any of them (a ConfigMap's ``..data`` or git-sync's ``current`` swap).
+        """
+        wanted: set[Path] = set()
         for p in self.paths:
-            roots.add(p if p.is_dir() else p.parent)
-            roots |= symlink_parents(p)
+            wanted.add(p if p.is_dir() else p.parent)
         for loop in self.loops.values():
+            wanted.add(loop.path.parent)
             if loop.current is not None:
-                roots.add(loop.current.loaded.base_dir)
-        return {r.resolve() for r in roots if r.exists()}
+                wanted.update(f.parent for f in loop.current.files)
+        roots: set[Path] = set()
+        for d in wanted:
+            roots |= symlink_parents(d)
+            roots.add(d.resolve() if d.exists() else d)
+        return {r for r in roots if r.exists()}
 
     # --- lifecycle ------------------------------------------------------------------
     def stop(self) -> None:

@@ -1,19 +1,20 @@
 """Wake the watch loops when spec files (or a checkout) change: watchfiles, debounced.
 
 :func:`watch_for_changes` runs ``watchfiles.awatch`` over the directories the
-supervisor names and hands every debounced batch of changed paths to a
-callback. Batches are grouped for at most ``debounce_ms`` (default 300 ms) and
-yielded as soon as ``step_ms`` passes without a further change, so a
-``git pull`` touching several files is one batch, seen within a fraction of a
-second.
+supervisor names (non-recursively: the spec directories, the directories of the
+files the specs name, and the parents of symlinks on the way) and hands every
+debounced batch of changed paths to a callback. Batches are grouped for at most
+``debounce_ms`` (default 300 ms) and yielded as soon as ``step_ms`` passes
+without a further change, so a ``git pull`` touching several files is one batch,
+seen within a fraction of a second.
 
 The filter is deliberately coarse (watchfiles' default: no ``.git`` internals,
-editor swap and backup files, ``__pycache__``, the ``.reconcile`` state
-directory): which loop a change concerns
-is decided by content — each loop compares the digest of its spec file and of
-the files the spec names (``ClusterLoop.files_changed``), so a touched but
-unchanged file wakes nobody, and atomic symlink swaps (Kubernetes ConfigMap
-``..data``, git-sync worktrees) are caught whatever the changed entry's name.
+editor swap and backup files, ``__pycache__``; plus the ``.reconcile`` state
+directory): which loop a change concerns is decided by content — each loop
+compares the digest of its spec file and of the files the spec names
+(``ClusterLoop.files_changed``), so a touched but unchanged file wakes nobody,
+and atomic symlink swaps (Kubernetes ConfigMap ``..data``, git-sync worktrees)
+are caught whatever the changed entry's name.
 
 The set of directories is re-read after every batch and every few seconds; when
 it changes (a new spec names certificates elsewhere, a symlinked checkout was
@@ -75,6 +76,7 @@ async def watch_for_changes(
                 rust_timeout=ROOTS_RECHECK_MS,
                 yield_on_timeout=True,
                 force_polling=force_polling,
+                recursive=False,
             ):
                 if changes:
                     on_changes({Path(p) for _, p in changes})

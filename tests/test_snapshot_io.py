@@ -88,6 +88,7 @@ def test_load_good_file(tmp_path: Path) -> None:
 
 def test_observed_at_is_optional_and_accepts_a_yaml_timestamp(tmp_path: Path) -> None:
     assert load_snapshot(write(tmp_path, "nodes: {}\n")) == Observed()
+    assert load_snapshot(write(tmp_path, "observed_at:\nnodes: {}\n")) == Observed()
     observed = load_snapshot(write(tmp_path, "observed_at: 2026-11-26T03:00:00Z\nnodes: {}\n"))
     assert observed.observed_at == dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
 
@@ -147,6 +148,11 @@ BAD_INPUTS = [
     (
         "bad timestamp",
         "observed_at: yesterday\nnodes: {}\n",
+        [(1, 14, "observed_at", "ISO 8601")],
+    ),
+    (
+        "a quoted date is not a timestamp either",
+        "observed_at: '2026-11-26'\nnodes: {}\n",
         [(1, 14, "observed_at", "ISO 8601")],
     ),
     (

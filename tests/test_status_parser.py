@@ -553,3 +553,24 @@ def test_render_an_unconnected_member_as_disconnected(role: MemberRole, raw: str
     )
     status = lab_status().model_copy(update={"members": (member,)})
     assert "  10.0.0.9            : Disconnected" in render_status(status).splitlines()
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "status-format.md"
+FACTS = Path("/work/shared/cms-mmp-facts.md")
+
+
+def code_blocks(markdown: str) -> list[str]:
+    return [block.split("\n", 1)[1] for block in markdown.split("```")[1::2] if "\n" in block]
+
+
+def test_disabled_fixture_is_the_documented_layout() -> None:
+    blocks = code_blocks(DOCS.read_text(encoding="utf-8"))
+    assert fixture_text("fresh_disabled") in blocks
+
+
+@pytest.mark.skipif(not FACTS.is_file(), reason="the shared facts file is outside the repository")
+def test_doc_fixtures_are_the_published_samples_verbatim() -> None:
+    blocks = code_blocks(FACTS.read_text(encoding="utf-8"))
+    assert fixture_text("doc_healthy_replica") in blocks
+    assert fixture_text("doc_schema_error") in blocks
+    assert all(parse_status(block).unparsed == () for block in blocks)

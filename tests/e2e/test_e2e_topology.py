@@ -1,0 +1,66 @@
+"""End to end on a 5-node cmslab: fresh 5 converge, remove (refused, then allowed), grow 3 -> 5."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .lab_harness import E2ELab, lab_fixture
+
+pytestmark = pytest.mark.lab
+LAB_BASE = "127.0.21.1"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[E2ELab]:
+    yield from lab_fixture(LAB_BASE, 5)
+
+
+def _roles(lab: E2ELab) -> dict[str, str | None]:
+    return {name: row["role"] for name, row in lab.rows().items()}
+
+
+def test_fresh_five_nodes_converge_in_one_apply(lab: E2ELab) -> None:
+    spec = lab.spec(5)
+    result = lab.apply(spec)
+    assert result.code == 0, result.text
+    roles = _roles(lab)
+    assert roles["cms-lab-1"] == "master"
+    assert [roles[f"cms-lab-{i}"] for i in range(2, 6)] == ["replica"] * 4
+    assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
+
+
+def test_remove_refused_without_allow_remove(lab: E2ELab) -> None:
+    spec = lab.spec(3, name="spec-3-keep.yaml")
+    result = lab.apply(spec)
+    assert result.code == 2, result.text
+    assert "policy.allow_remove" in result.stdout
+    assert "database cluster remove" not in result.stdout
+    roles = _roles(lab)
+    assert roles["cms-lab-4"] == roles["cms-lab-5"] == "replica"
+
+
+def test_remove_with_allow_remove_replicas_only(lab: E2ELab) -> None:
+    spec = lab.spec(3, policy={"allow_remove": True}, name="spec-3-remove.yaml")
+    result = lab.apply(spec)
+    assert result.code == 0, result.text
+    roles = _roles(lab)
+    assert roles["cms-lab-1"] == "master"
+    assert roles["cms-lab-4"] is None and roles["cms-lab-5"] is None
+    audit = (spec.parent / ".reconcile" / "cmslab.audit.jsonl").read_text().splitlines()
+    removed = [
+        e["node"] for e in map(json.loads, audit) if e["command"] == "database cluster remove"
+    ]
+    assert sorted(removed) == ["127.0.21.4", "127.0.21.5"]  # members outside the spec: by address
+
+
+def test_grow_three_to_five(lab: E2ELab) -> None:
+    spec: Path = lab.spec(5)
+    result = lab.apply(spec)
+    assert result.code == 0, result.text
+    assert result.stdout.count("database cluster join") >= 2
+    roles = _roles(lab)
+    assert sorted(r or "" for r in roles.values()) == ["master"] + ["replica"] * 4
