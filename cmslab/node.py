@@ -43,6 +43,22 @@ STUCK_TICKS = 10  # replica not streaming from a reachable master this long -> r
 HEALTH_INTERVAL = 2.0
 
 
+PG_LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (\w+):\s+(.*)$")
+PG_SEVERITY = {
+    "DEBUG": "debug",
+    "LOG": "info",
+    "INFO": "info",
+    "NOTICE": "notice",
+    "WARNING": "warning",
+    "ERROR": "err",
+    "FATAL": "err",
+    "PANIC": "crit",
+    "DETAIL": "info",
+    "HINT": "info",
+    "STATEMENT": "info",
+}
+
+
 class OpFailed(RuntimeError):
     pass
 
@@ -83,8 +99,8 @@ class LabNode:
         self.ticks: dict[str, int] = {}
         self.last_health_log = 0.0
         self.health_bad = False
-        if self.state.latency_ms == 0 and lab.cfg.latency_ms:
-            self.state.latency_ms = lab.cfg.latency_ms
+        self.state.latency_ms = lab.cfg.latency_ms  # `up --latency-ms`; the fault overrides it
+        self.pg_log_offset: dict[str, int] = {}
 
     # ---------------------------------------------------------------- basics
     @property
@@ -350,7 +366,37 @@ class LabNode:
         self.ticks[key] = self.ticks.get(key, 0) + 1 if active else 0
         return self.ticks[key]
 
+    def _forward_pg_log(self) -> None:
+        """Copy new PostgreSQL server log lines into the node's syslog as `postgres[pid]`."""
+        for name in ("pg-local.log", "pg-cluster.log"):
+            path = self.log_dir / name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            offset = self.pg_log_offset.setdefault(name, size)
+            if size < offset:
+                offset = 0
+            if size == offset:
+                continue
+            with path.open("rb") as f:
+                f.seek(offset)
+                data = f.read(size - offset)
+            end = data.rfind(b"\n") + 1
+            self.pg_log_offset[name] = offset + end
+            for raw in data[:end].decode(errors="replace").splitlines():
+                m = PG_LOG_LINE.match(raw)
+                if m:
+                    self.syslog.log(
+                        "postgres",
+                        f"{m.group(2)}:  {m.group(3)}",
+                        severity=PG_SEVERITY.get(m.group(2), "info"),
+                        facility="local0",
+                        pid=int(m.group(1)),
+                    )
+
     async def _tick(self) -> None:
+        self._forward_pg_log()
         if self.state.role == ROLE_CLIENT:
             self.watch_info = {"address": self.address, "clustered": False}
             await self._health_check(self.state.node_in_use)
@@ -364,15 +410,7 @@ class LabNode:
         except Exception:
             self.watch_info = {"address": self.address, "clustered": False}
             return
-        self.watch_info = {
-            "address": me.address,
-            "clustered": True,
-            "role": me.role,
-            "sysid": me.sysid,
-            "timeline": me.timeline,
-            "lsn": me.lsn,
-            "rejoin": me.rejoin,
-        }
+        self.watch_info = watch_info(me)
         others = [a for a in members if a != self.address]
         probes = await asyncio.gather(*(self.probe_peer(a) for a in others))
         peers = [p for p in probes if p is not None]
@@ -534,24 +572,28 @@ class LabNode:
         self.state.rejoin = False
 
     async def do_join(self, master: str) -> None:
+        """Copy the master's database, stream from it, then become a member (A1).
+
+        The membership row is added only once this node streams and answers its watcher as a
+        clustered replica: a member the master cannot see would count against its majority.
+        """
         self.install_tls()
-        conn = await pgdb.connect_tls(self.conninfo(master))
-        async with conn:
-            await conn.execute(
-                "INSERT INTO membership (address, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (self.address, self.name),
-            )
         await pgproc.stop(self.local_data)
         try:
             await pgproc.basebackup(self.cluster_data, self.replication_conninfo(master))
             pgproc.set_standby(self.cluster_data, self.replication_conninfo(master))
             await self.start_cluster()
             await self._wait_streaming(60)
+            me, _, _ = await self.local_position()
+            self.watch_info = watch_info(me)
+            conn = await pgdb.connect_tls(self.conninfo(master))
+            async with conn:
+                await conn.execute(
+                    "INSERT INTO membership (address, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (self.address, self.name),
+                )
         except Exception:
-            with contextlib.suppress(Exception):
-                conn = await pgdb.connect_tls(self.conninfo(master))
-                async with conn:
-                    await conn.execute("DELETE FROM membership WHERE address = %s", (self.address,))
+            self.watch_info = {"address": self.address, "clustered": False}
             await self._back_to_local()
             raise
         self.state.role = ROLE_DATABASE
@@ -738,6 +780,18 @@ class LabNode:
             self.save()
             return members, address
         return tuple(Member(a, DISCONNECTED) for a in self.state.known_members), None
+
+
+def watch_info(me: election.Position) -> dict[str, Any]:
+    return {
+        "address": me.address,
+        "clustered": True,
+        "role": me.role,
+        "sysid": me.sysid,
+        "timeline": me.timeline,
+        "lsn": me.lsn,
+        "rejoin": me.rejoin,
+    }
 
 
 def sender_state(view: pgdb.MasterView, address: str) -> str:

@@ -434,7 +434,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--break-lock", action="store_true", help="break a stale lock (never a live one)"
     )
-    p.add_argument("--poll-interval", type=float, default=1.0, metavar="SECONDS")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="longest wait between two status polls (polls start at 0.1 s; default 0.5)",
+    )
     p.add_argument(
         "--settle-seconds",
         type=float,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -325,14 +326,17 @@ async def run_watch(options: WatchOptions) -> int:
         nonlocal signals_seen
         signals_seen += 1
         name = signal.Signals(signum).name
+        # Act first, log second: logging may fail (e.g. a closed stdout pipe).
         if signals_seen == 1:
-            log.info("signal received: stopping after the current step", signal=name)
             supervisor.stop()
+            with contextlib.suppress(OSError):
+                log.info("signal received: stopping after the current step", signal=name)
         else:
-            log.warning("second signal: cancelling now", signal=name)
             for task in asyncio.all_tasks(loop):
                 if task is not asyncio.current_task(loop):
                     task.cancel()
+            with contextlib.suppress(OSError):
+                log.warning("second signal: cancelling now", signal=name)
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)

@@ -64,7 +64,7 @@ FILE_ACTIONS = frozenset({Action.UPLOAD, Action.CERTS})
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    poll_interval: float = 1.0
+    poll_interval: float = 0.5  # the longest wait between two polls (they start at 0.1 s)
     settle_seconds: float = 30.0
     action_timeout: float | None = None  # default: policy.action_timeout_seconds
 
@@ -91,6 +91,19 @@ class ExecutionResult:
     @property
     def done(self) -> list[Step]:
         return [r.step for r in self.records if r.outcome == "done"]
+
+
+class _Backoff:
+    """Poll delays: 0.1 s first, then x1.25 up to ``ceiling`` (asynchronous commands often
+    finish within a second or two; a fixed long poll would add most of a poll per command)."""
+
+    def __init__(self, ceiling: float) -> None:
+        self.ceiling = ceiling
+        self.delay = min(0.1, ceiling)
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 1.25, self.ceiling)
 
 
 def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:
@@ -247,6 +260,7 @@ class Executor:
             f.key.startswith(FILE_PREFIX) for f in step.depends_on
         )
         deadline = time.monotonic() + self.options.settle_seconds
+        backoff = _Backoff(self.options.poll_interval)
         while True:
             await self._reobserve(self._touched(step), with_files=with_files)
             changed = changed_facts(self.spec, self.observed, step.depends_on)
@@ -267,7 +281,7 @@ class Executor:
                     f"({'; '.join(lines)})",
                     changed=lines,
                 )
-            await asyncio.sleep(self.options.poll_interval)
+            await backoff.sleep()
 
     def _join_target_problem(self, step: Step) -> str | None:
         """A join/connect needs its target to be the master now (an earlier step of the
@@ -357,6 +371,7 @@ class Executor:
     async def _wait_for_result(self, step: Step) -> None:
         target = target_for(self.spec, step.node)
         deadline = time.monotonic() + self.action_timeout
+        backoff = _Backoff(self.options.poll_interval)
         while True:
             await self._reobserve([step.node], with_files=False)
             obs = self.observed.get(step.node)
@@ -379,12 +394,13 @@ class Executor:
                     step_id=step.id,
                     retryable=True,
                 )
-            await asyncio.sleep(self.options.poll_interval)
+            await backoff.sleep()
 
     async def _check_outcome(self, step: Step) -> None:
         with_files = step.action is Action.UPLOAD
         deadline = time.monotonic() + self.options.settle_seconds
         fresh = step.action in ASYNC_ACTIONS  # _wait_for_result just observed the node
+        backoff = _Backoff(self.options.poll_interval)
         while True:
             if not fresh:
                 await self._reobserve([step.node], with_files=with_files)
@@ -399,4 +415,4 @@ class Executor:
                     node=step.node,
                     step_id=step.id,
                 )
-            await asyncio.sleep(self.options.poll_interval)
+            await backoff.sleep()

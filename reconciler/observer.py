@@ -47,8 +47,12 @@ async def observe_node(
     for attempt in (1, 2):
         try:
             session = await transport.session(target)
-            output = await session.run(STATUS_COMMAND)
-            files = await session.list_files() if with_files else None
+            if with_files:  # the status command and the SFTP listing share the connection
+                output, files = await asyncio.gather(
+                    session.run(STATUS_COMMAND), session.list_files()
+                )
+            else:
+                output, files = await session.run(STATUS_COMMAND), None
         except UnreachableError:
             # A connection lost mid-run is reopened once; a refused connect is not retried.
             transport.forget(target)

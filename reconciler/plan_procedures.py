@@ -373,7 +373,11 @@ class PlanContext:
                 node=key,
                 action=Action.CONNECT if client else Action.JOIN,
                 command=f"database cluster {verb} {target}",
-                reason=f"{key} is in the spec but not in the cluster; the master is {mk}",
+                reason=(
+                    f"{key} left the cluster by `remove` and rejoins; the master is {mk}"
+                    if procedure == REJOIN
+                    else f"{key} is in the spec but not in the cluster; the master is {mk}"
+                ),
                 expect=f"{key} {what} with master {target}",
                 relies=(
                     *self._base(key),

@@ -41,7 +41,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reconciler.cluster_view import ClusterView, NodeView, build_view, normalize_address
+from reconciler.cluster_view import (
+    ClusterView,
+    NodeView,
+    build_view,
+    normalize_address,
+    status_unreadable,
+)
 from reconciler.facts import facts_from_view
 from reconciler.plan_model import Blocked, LocalFile, Plan, Step
 from reconciler.plan_procedures import (
@@ -85,7 +91,8 @@ def plan(
             None,
             "split brain: more than one master ("
             + ", ".join(view.masters)
-            + "). Nothing is planned; decide by hand which side keeps its data",
+            + "). Nothing is planned: decide by hand which side keeps its data, run "
+            "`database cluster remove` on the nodes of the other side, then plan again",
         )
         return _finish(ctx)
     if view.master is None and (view.any_clustered or view.membership):
@@ -130,7 +137,7 @@ def _hold_unobservable(ctx: PlanContext) -> None:
                 nv.key,
                 f"{nv.key} has '{cmd}' in progress: wait for it to finish, then plan again",
             )
-        elif st.state is ClusterState.UNKNOWN and not st.members:
+        elif status_unreadable(st):
             ctx.held.add(nv.key)
             ctx.block(
                 nv.key, f"{nv.key}: the status shows no known `Status` line ({st.state_raw!r})"

@@ -771,10 +771,11 @@ class WatchSupervisor:
     # --- lifecycle ------------------------------------------------------------------
     def stop(self) -> None:
         """Graceful stop: running applies finish their current step, loops end."""
-        log.info("stopping: finishing the current step of running applies")
         self.stop_event.set()
         for loop in self.loops.values():
             loop.stop()
+        with contextlib.suppress(OSError):
+            log.info("stopping: finishing the current step of running applies")
 
     async def run(self, *, rediscover_every: float | None = None) -> None:
         """Until :meth:`stop`: follow the file set, beat the supervisor's health."""

@@ -142,9 +142,9 @@ def node_config(draw: st.DrawFn, database: bool, clustered: bool, files_listed: 
     """Interface, certificate names and files of one node (address and key filled in later)."""
     right = DB_CERTS if database else CLIENT_CERTS
     wrong = ("old.key", "old.cer", "client.key", "client.cer", "ca.cer") if database else right
-    options = [right, wrong] if clustered else [right, wrong, NO_CERTS]
+    options = [right, right, right, wrong] if clustered else [right, wrong, NO_CERTS]
     certs = draw(st.sampled_from(options))
-    interface = draw(st.sampled_from(["a", "b"] if clustered else ["a", "b", None]))
+    interface = draw(st.sampled_from(["a", "a", "a", "b"] if clustered else ["a", "b", None]))
     files: tuple[tuple[str, str], ...] | None = None
     if files_listed:
         names = {path.rsplit("/", 1)[-1]: sha for path, sha in NEW.items()}
@@ -152,7 +152,7 @@ def node_config(draw: st.DrawFn, database: bool, clustered: bool, files_listed: 
             names = {k: v for k, v in names.items() if not k.startswith("server")}
         listing: dict[str, str] = {}
         for name, sha in names.items():
-            kind = draw(st.sampled_from(["same", "absent", "old"]))
+            kind = draw(st.sampled_from(["same", "same", "absent", "old"]))
             if kind == "same":
                 listing[name] = sha
             elif kind == "old":
@@ -182,7 +182,7 @@ def cases(draw: st.DrawFn) -> Case:
     master_i = draw(st.integers(0, n_db - 1))
     policy = {
         "allow_remove": draw(st.booleans()),
-        "allow_master_move": draw(st.booleans()),
+        "allow_master_move": draw(st.sampled_from([True, True, True, False])),
     }
     with_files = draw(st.booleans())
     spec_nodes: list[dict[str, Any]] = [
@@ -209,9 +209,7 @@ def cases(draw: st.DrawFn) -> Case:
             not database and kind == "clustered" and draw(st.booleans())
         )
         cfg = draw(node_config(database, clustered, with_files))
-        nodes.append(
-            replace(cfg, key=entry["name"], address=entry["address"], clustered=clustered)
-        )
+        nodes.append(replace(cfg, key=entry["name"], address=entry["address"], clustered=clustered))
     for address in extra_members:
         cfg = draw(node_config(True, True, False))
         nodes.append(replace(cfg, key=address, address=address, clustered=True))
@@ -224,8 +222,8 @@ def cases(draw: st.DrawFn) -> Case:
         # The first spec member is always up: a cluster whose every member is unreachable is
         # invisible to the planner (docs/planner.md, "Limits").
         first = bool(members) and n.key == members[0]
-        n = replace(n, up=first or draw(st.sampled_from([True] * 6 + [False])))
-        trouble = draw(st.sampled_from(["none"] * 8 + ["sync", "schema", "running", "error"]))
+        n = replace(n, up=first or draw(st.sampled_from([True] * 8 + [False])))
+        trouble = draw(st.sampled_from(["none"] * 16 + ["sync", "schema", "running", "error"]))
         if trouble == "sync" and n.clustered and n.database and n.address != master:
             n = replace(n, in_sync=False)
         elif trouble == "schema" and n.clustered and n.database:

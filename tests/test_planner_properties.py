@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from scenario_helpers import Case, cases, run, step_tuples
 
 from reconciler.facts import changed_facts
 from reconciler.planner import LATER_RUN, plan
 from reconciler.simulation import World, apply_step, observe
-from scenario_helpers import Case, cases, run, step_tuples
 
-SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _safe(before: World, after: World) -> None:

@@ -137,7 +137,12 @@ class E2ELab:
         assert reply["ok"], reply
 
     def rows(self) -> dict[str, dict[str, Any]]:
-        return {r["name"]: r for r in cli.control(self.paths, {"op": "status"})["nodes"]}
+        """The lab's own table; a node without a role has role None."""
+        rows = cli.control(self.paths, {"op": "status"})["nodes"]
+        for r in rows:
+            if r.get("role") in ("-", ""):
+                r["role"] = None
+        return {r["name"]: r for r in rows}
 
     def wait_for(self, predicate: Any, timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

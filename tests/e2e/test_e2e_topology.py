@@ -47,9 +47,12 @@ def test_remove_with_allow_remove_replicas_only(lab: E2ELab) -> None:
     spec = lab.spec(3, policy={"allow_remove": True}, name="spec-3-remove.yaml")
     result = lab.apply(spec)
     assert result.code == 0, result.text
-    roles = _roles(lab)
-    assert roles["cms-lab-1"] == "master"
-    assert roles["cms-lab-4"] is None and roles["cms-lab-5"] is None
+    lab.wait_for(
+        lambda r: r["cms-lab-4"]["role"] is None and r["cms-lab-5"]["role"] is None,
+        timeout=20,
+        what="the lab's table to show 4 and 5 out",
+    )
+    assert _roles(lab)["cms-lab-1"] == "master"
     audit = (spec.parent / ".reconcile" / "cmslab.audit.jsonl").read_text().splitlines()
     removed = [
         e["node"] for e in map(json.loads, audit) if e["command"] == "database cluster remove"

@@ -187,7 +187,7 @@ def stop_lab(lab: Lab, remove: bool = True) -> None:
     left = cleanup.running_postmasters(lab.paths)
     assert cleanup.supervisor_pid(lab.paths) is None
     assert not left, f"postgres still running: {left}"
-    if remove:
+    if remove and not os.environ.get("CMSLAB_TEST_KEEP"):
         shutil.rmtree(lab.root, ignore_errors=True)
 
 

@@ -282,14 +282,21 @@ async def test_block_db_on_master(lab: Lab) -> None:
                 r, lambda s: f"{master.address}           : Disconnected" in s
             )
             assert "( In Sync )" not in out
-        log = await lab.ok(replicas[0], "syslog")
-        assert (
-            "sfpool[" in log
-            and f"Health check {master.address}: error (up = 1): could not connect to server: "
-            "Connection refused"
-            in log
-            and f"TCP/IP connections on port {master.db_port}?" in log
+        expected = (
+            f"sfpool[{{pid}}]: Health check {master.address}: error (up = 1): could not connect to "
+            f'server: Connection refused#011Is the server running on host "{master.address}" '
+            f"and accepting#011TCP/IP connections on port {master.db_port}?"
         )
+
+        async def logged() -> bool:
+            log = await lab.ok(replicas[0], "syslog")
+            return any(
+                line.split("sfpool[", 1)[1].split("]", 1)[1] == expected.split("]", 1)[1]
+                for line in log.splitlines()
+                if "sfpool[" in line
+            )
+
+        await eventually(logged, what="the sfpool health-check line")
         # no election: the master is still alive (only its database port is cut)
         out = await lab.status(master)
         assert f"{master.address} (me)      : Connected Master" in out

@@ -1,0 +1,75 @@
+"""Start/stop a throw-away cmslab for a benchmark (loopback 127.0.2x.x, free SSH ports)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmslab import cleanup, cli
+from cmslab.config import LabConfig, LabPaths, make_config
+
+
+def _free(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class BenchLab:
+    paths: LabPaths
+    cfg: LabConfig
+    password: str
+
+
+@contextmanager
+def bench_lab(base_address: str, nodes: int, latency_ms: int = 0) -> Iterator[BenchLab]:
+    root = Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
+    os.chmod(root, 0o711)
+    paths = LabPaths(root / "lab")
+    prefix, last = base_address.rsplit(".", 1)
+    addresses = [f"{prefix}.{int(last) + i}" for i in range(nodes)]
+    port = next(
+        p
+        for p in range(24300, 25900, 7)
+        if all(_free(a, q) for a in addresses for q in (p, p + 1000))
+    )
+    cfg = make_config(nodes, base_address=base_address, ssh_port=port, latency_ms=latency_ms)
+    try:
+        cli.up(paths, cfg)
+        os.environ["CMSLAB_PASSWORD"] = paths.password_file.read_text().strip()
+        yield BenchLab(paths, cfg, os.environ["CMSLAB_PASSWORD"])
+    finally:
+        try:
+            cli.down(paths)
+        finally:
+            cleanup.stop_everything(paths)
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def write_spec(
+    lab: BenchLab, nodes: int, name: str, policy: dict[str, object] | None = None
+) -> Path:
+    """The lab's spec cut to its first ``nodes`` nodes (unsafe topology allowed for 1 node)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load(lab.paths.lab_yaml.read_text())
+    data["nodes"] = data["nodes"][:nodes]
+    data["policy"] = dict(policy or {})
+    if nodes < 3:
+        data["policy"]["allow_unsafe_topology"] = True
+    path = lab.paths.root / name
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+    return path

@@ -1,0 +1,117 @@
+"""Pure rules of the lab: the watcher's election decision (A1/A2) and the status layout."""
+
+from __future__ import annotations
+
+from cmslab.election import MASTER, REPLICA, Position, decide
+from cmslab.status_text import (
+    DISCONNECTED,
+    REPLICA_IN_SYNC,
+    Member,
+    StatusView,
+    cert_columns,
+    render,
+)
+
+MEMBERS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def pos(
+    address: str, role: str | None = REPLICA, lsn: int = 100, tl: int = 1, **kw: object
+) -> Position:
+    return Position(
+        address=address,
+        clustered=True,
+        role=role,
+        sysid="42",
+        timeline=tl,
+        lsn=lsn,
+        rejoin=bool(kw.get("rejoin", False)),
+    )
+
+
+def test_replica_follows_a_visible_master() -> None:
+    d = decide(pos("10.0.0.2"), [pos("10.0.0.1", MASTER), pos("10.0.0.3")], MEMBERS)
+    assert (d.action, d.target) == ("follow", "10.0.0.1")
+
+
+def test_lowest_address_wins_a_tie() -> None:
+    me, other = pos("10.0.0.2"), pos("10.0.0.3")
+    assert decide(me, [other], MEMBERS).action == "promote"
+    assert decide(other, [me], MEMBERS).action == "none"
+
+
+def test_most_advanced_position_wins() -> None:
+    behind, ahead = pos("10.0.0.2", lsn=100), pos("10.0.0.3", lsn=200)
+    assert decide(behind, [ahead], MEMBERS).action == "none"
+    assert decide(ahead, [behind], MEMBERS).action == "promote"
+    # a newer timeline beats a higher LSN on an older one
+    old_tl, new_tl = pos("10.0.0.2", lsn=900, tl=1), pos("10.0.0.3", lsn=100, tl=2)
+    assert decide(new_tl, [old_tl], MEMBERS).action == "promote"
+
+
+def test_no_majority_no_master() -> None:
+    assert decide(pos("10.0.0.3"), [], MEMBERS).action == "none"
+    d = decide(pos("10.0.0.1", MASTER), [], MEMBERS)
+    assert d.action == "step_down"
+    assert decide(pos("10.0.0.1", MASTER), [pos("10.0.0.2")], MEMBERS).action == "none"
+
+
+def test_other_cluster_or_unclustered_peers_do_not_count() -> None:
+    stranger = Position("10.0.0.2", True, REPLICA, "other-sysid", 1, 100)
+    fresh = Position("10.0.0.3", False, None, "", 0, 0)
+    assert decide(pos("10.0.0.1", MASTER), [stranger, fresh], MEMBERS).action == "step_down"
+
+
+def test_revived_former_master_recopies_and_ranks_last() -> None:
+    revived = pos("10.0.0.1", rejoin=True, lsn=999)
+    assert decide(revived, [pos("10.0.0.3", MASTER)], MEMBERS).action == "recopy"
+    assert decide(revived, [pos("10.0.0.3", lsn=1)], MEMBERS).action == "none"
+    assert decide(pos("10.0.0.3", lsn=1), [revived], MEMBERS).action == "promote"
+
+
+def test_single_member_promotes_itself() -> None:
+    assert decide(pos("10.0.0.2"), [], ["10.0.0.2"]).action == "promote"
+
+
+def test_render_matches_the_documented_layout() -> None:
+    view = StatusView(
+        status="Error",
+        error="Couldn't upgrade the schema",
+        members=(
+            Member("10.48.54.75", "master"),
+            Member("10.48.54.76", REPLICA_IN_SYNC),
+            Member("10.48.54.119", DISCONNECTED, me=True),
+        ),
+        node_in_use="10.48.54.75",
+        interface="a",
+        certs=cert_columns(["k", "c", "ck", "cc", "ca"]),
+        last_command="database cluster upgrade_schema",
+        last_result="Failed",
+    )
+    assert render(view, "primary").splitlines() == [
+        "ERROR                    : Couldn't upgrade the schema",
+        "Status                   : Error",
+        "Nodes:",
+        "    10.48.54.75          : Connected Primary",
+        "    10.48.54.76          : Connected Replica ( In Sync )",
+        "    10.48.54.119 (me)    : Disconnected",
+        "Node in use              : 10.48.54.75",
+        "",
+        "Interface                : a",
+        "",
+        "Certificates",
+        "  Server Key             : k",
+        "  Server Certificate     : c",
+        "  Client Key             : ck",
+        "  Client Certificate     : cc",
+        "  CA Certificate         : ca",
+        "",
+        "Last command             : 'database cluster upgrade_schema' (Failed)",
+    ]
+
+
+def test_client_certs_fill_the_last_three_lines() -> None:
+    assert cert_columns(["ck", "cc", "ca"]) == (None, None, "ck", "cc", "ca")
+    out = render(StatusView(status="Disabled", certs=cert_columns(["ck", "cc", "ca"])), "master")
+    assert "  Server Key             : none" in out
+    assert "Last command             : none" in out
