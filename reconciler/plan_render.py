@@ -74,15 +74,11 @@ def render_text(plan: Plan) -> str:
         lines.extend(f"  ~ {d}" for d in plan.drift)
         lines.append("")
     if plan.steps:
-        lines.append("Steps, in order:")
-        procedure: str | None = None
+        lines.append("Steps, in order (+ change, ! destructive, [procedure]):")
         for step in plan.steps:
-            if step.procedure != procedure:
-                procedure = step.procedure
-                if procedure is not None:
-                    lines.append(f"  [procedure {procedure}]")
             mark = "!" if step.destructive else "+"
-            lines.append(f"  {mark} {step.id}  {step.node:<16} {_step_label(step)}")
+            procedure = f"  [{step.procedure}]" if step.procedure else ""
+            lines.append(f"  {mark} {step.id}  {step.node:<16} {_step_label(step)}{procedure}")
             lines.append(f"        # {step.reason}")
             if step.destructive:
                 lines.append("        # destructive: the node leaves the cluster")

@@ -1,0 +1,173 @@
+"""The offline CLI end to end, as a PR check runs it: real files, real process exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.plan_io import load_plan
+from reconciler.schema_gen import spec_json_schema_text
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "specs" / "example.yaml"
+FRESH = ROOT / "specs" / "snapshots" / "example-fresh.yaml"
+DRIFTED = ROOT / "specs" / "snapshots" / "example-drifted.yaml"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_validate_example_ok() -> None:
+    proc = run_cli("validate", str(EXAMPLE), "specs/lab.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "OK" in proc.stdout and "emea-prod" in proc.stdout
+    assert "cmslab" in proc.stdout
+
+
+def test_validate_bad_spec_names_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace("master: cms-lon-1", "master: nowhere")
+    bad.write_text(text, encoding="utf-8")
+    for sub in ("certs", "keys"):
+        shutil.copytree(ROOT / "specs" / sub, tmp_path / sub)
+    (tmp_path / "known_hosts").write_text("", encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("master:"))
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 1
+    assert f"{bad}:{line}:" in proc.stderr
+    assert "master" in proc.stderr and "nowhere" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_plan_offline_text_shows_steps_and_summary() -> None:
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(FRESH))
+    assert proc.returncode == 0, proc.stderr
+    assert "database cluster initialize" in proc.stdout
+    assert "database cluster join 10.48.36.61" in proc.stdout
+    assert "Plan: 9 steps" in proc.stdout
+
+
+def test_detailed_exitcode_two_when_changes_present() -> None:
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(DRIFTED), "--detailed-exitcode")
+    assert proc.returncode == 2, proc.stderr
+    assert "master-move" in proc.stdout
+
+
+def test_detailed_exitcode_zero_when_converged(tmp_path: Path) -> None:
+    converged = tmp_path / "converged.yaml"
+    status = {
+        "cms-lon-1": ("10.48.36.61", "Connected Master", "'database cluster initialize'"),
+        "cms-ams-1": ("10.48.36.118", None, "'database cluster join 10.48.36.61'"),
+        "cms-fra-1": ("10.48.36.182", None, "'database cluster join 10.48.36.61'"),
+    }
+    lines = ["nodes:"]
+    for name, (me, _, last) in status.items():
+        members = []
+        for other in ("10.48.36.61", "10.48.36.118", "10.48.36.182"):
+            tag = " (me)" if other == me else ""
+            state = "Connected Master" if other == "10.48.36.61" else "Connected Slave ( In Sync )"
+            members.append(f"        {other}{tag} : {state}")
+        lines += [
+            f"  {name}:",
+            "    status: |",
+            "      Status                : Enabled",
+            "      Nodes:",
+            *members,
+            "      Node in use           : 10.48.36.61",
+            "      Interface             : a",
+            "      Certificates",
+            "      Server Key            : dbclusterserver.key",
+            "      Server Certificate    : dbclusterserver.cer",
+            "      Client Key            : dbclusterclient.key",
+            "      Client Certificate    : dbclusterclient.cer",
+            "      CA Certificate        : vngtpRootca.cer",
+            f"      Last command          : {last} (Success)",
+        ]
+    converged.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(converged), "--detailed-exitcode")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No changes" in proc.stdout
+
+
+def test_plan_json_has_the_documented_shape() -> None:
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(DRIFTED), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["format_version"] == 1
+    assert doc["cluster"] == "emea-prod"
+    assert doc["changes_present"] is True
+    assert {"drift", "warnings", "blocked", "steps"} <= doc.keys()
+    actions = {"upload", "localnode", "certs", "initialize", "join", "connect", "remove"}
+    actions |= {"clear_error", "upgrade_schema"}
+    for step in doc["steps"]:
+        assert {"id", "node", "action", "command", "reason", "destructive"} <= step.keys()
+        assert step["action"] in actions
+    removes = [s for s in doc["steps"] if s["action"] == "remove"]
+    assert removes and all(s["destructive"] and s["procedure"] for s in removes)
+
+
+def test_plan_markdown_is_a_pr_comment() -> None:
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(DRIFTED), "--format", "markdown")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("## reconcile plan")
+    assert "| s01 |" in proc.stdout and "**Drift**" in proc.stdout
+
+
+def test_plan_out_saves_a_plan_that_loads_back(tmp_path: Path) -> None:
+    out = tmp_path / "plan.json"
+    code = main(["plan", str(EXAMPLE), "--observed", str(FRESH), "--out", str(out)])
+    assert code == 0
+    plan, spec_path = load_plan(out)
+    assert spec_path == EXAMPLE.resolve()
+    assert plan.cluster == "emea-prod" and len(plan.steps) == 9
+    assert plan.spec_digest is not None
+
+
+def test_plan_directory_with_snapshot_directory(tmp_path: Path) -> None:
+    snapshots = tmp_path / "observed"
+    snapshots.mkdir()
+    shutil.copy(DRIFTED, snapshots / "emea-prod.yaml")
+    proc = run_cli("plan", "specs/example.yaml", "--observed", str(snapshots))
+    assert proc.returncode == 0, proc.stderr
+    assert "emea-prod" in proc.stdout
+
+
+def test_bad_snapshot_is_an_error_with_position(tmp_path: Path) -> None:
+    snap = tmp_path / "snap.yaml"
+    snap.write_text("nodes:\n  cms-lon-1:\n    stauts: oops\n", encoding="utf-8")
+    proc = run_cli("plan", str(EXAMPLE), "--observed", str(snap))
+    assert proc.returncode == 1
+    assert f"{snap}:3:" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_unknown_flag_exits_one_not_two() -> None:
+    proc = run_cli("plan", str(EXAMPLE), "--no-such-flag")
+    assert proc.returncode == 1
+    assert "unrecognized arguments" in proc.stderr
+
+
+def test_missing_spec_file_is_a_clear_error(tmp_path: Path) -> None:
+    proc = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert proc.returncode == 1
+    assert "nope.yaml" in proc.stderr
+
+
+def test_schema_command_prints_the_checked_in_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == spec_json_schema_text()
+    assert printed == (ROOT / "schemas" / "cluster-spec.schema.json").read_text(encoding="utf-8")
