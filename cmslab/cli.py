@@ -76,11 +76,26 @@ def ssh_answers(host: str, port: int) -> bool:
         return False
 
 
+def busy_ports(cfg: LabConfig) -> list[str]:
+    out = []
+    for n in cfg.nodes:
+        for port in (n.ssh_port, n.db_port, n.pg_port, n.watch_port):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((n.address, port))
+                except OSError:
+                    out.append(f"{n.address}:{port}")
+    return out
+
+
 def up(paths: LabPaths, cfg: LabConfig, timeout: float = 180.0) -> None:
     paths.root.mkdir(parents=True, exist_ok=True)
     if running(paths):
         return
     cleanup.stop_everything(paths)  # leftovers of a crash
+    if busy := busy_ports(cfg):
+        raise LabError(f"ports in use (another lab?): {', '.join(busy)}")
     write_config(paths, cfg)
     labfiles.write_all(paths, cfg)
     (paths.root / "nodes").mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ watcher endpoints, and the membership read from its own (replicated) database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 MASTER = "master"
 REPLICA = "replica"
@@ -85,3 +86,27 @@ def decide(me: Position, peers: list[Position], membership: list[str]) -> Decisi
             reason=f"no master; sees {seen} of {len(membership)} members; most advanced",
         )
     return NONE
+
+
+def watch_info(me: Position) -> dict[str, Any]:
+    return {
+        "address": me.address,
+        "clustered": True,
+        "role": me.role,
+        "sysid": me.sysid,
+        "timeline": me.timeline,
+        "lsn": me.lsn,
+        "rejoin": me.rejoin,
+    }
+
+
+def position_from(info: dict[str, Any]) -> Position:
+    return Position(
+        address=str(info.get("address", "")),
+        clustered=bool(info.get("clustered")),
+        role=info.get("role"),
+        sysid=str(info.get("sysid", "")),
+        timeline=int(info.get("timeline", 0)),
+        lsn=int(info.get("lsn", 0)),
+        rejoin=bool(info.get("rejoin", False)),
+    )

@@ -13,54 +13,32 @@ import json
 import os
 import re
 import shutil
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmslab import election, pgdb, pgproc
+from cmslab import election, node_ops, node_status, node_watch, pgdb, pgproc
 from cmslab.config import LabConfig, LabPaths, NodeConfig
 from cmslab.proxy import TcpProxy
-from cmslab.state import ROLE_CLIENT, ROLE_DATABASE, NodeState
-from cmslab.status_text import (
-    DISCONNECTED,
-    MASTER,
-    REPLICA,
-    REPLICA_IN_SYNC,
-    Member,
-    StatusView,
-    cert_columns,
-)
+from cmslab.state import ROLE_DATABASE, NodeState
+from cmslab.status_text import StatusView
 from cmslab.syslog import Syslog
 
 if TYPE_CHECKING:
     import asyncssh
 
-WATCH_INTERVAL = 0.5
-DECIDE_AFTER = 3  # consecutive ticks before promoting / stepping down
-STUCK_TICKS = 10  # replica not streaming from a reachable master this long -> re-copy
-HEALTH_INTERVAL = 2.0
-
-
-PG_LOG_LINE = re.compile(r"^\S+ \S+ \S+ \[(\d+)\] (\w+):\s+(.*)$")
-PG_SEVERITY = {
-    "DEBUG": "debug",
-    "LOG": "info",
-    "INFO": "info",
-    "NOTICE": "notice",
-    "WARNING": "warning",
-    "ERROR": "err",
-    "FATAL": "err",
-    "PANIC": "crit",
-    "DETAIL": "info",
-    "HINT": "info",
-    "STATEMENT": "info",
-}
-
-
-class OpFailed(RuntimeError):
-    pass
+PROBE_TIMEOUT = 1.0  # a peer's watcher must answer within this (refused = at once)
+POSITION_SQL = """
+SELECT pg_is_in_recovery(),
+       (SELECT system_identifier::text FROM pg_control_system()),
+       CASE WHEN pg_is_in_recovery()
+            THEN COALESCE(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())::text
+            ELSE pg_current_wal_lsn()::text END,
+       (SELECT status FROM pg_stat_wal_receiver),
+       current_setting('primary_conninfo'),
+       ARRAY(SELECT address FROM membership ORDER BY address)
+"""
 
 
 @dataclass
@@ -96,6 +74,7 @@ class LabNode:
         self.watch_server: asyncio.Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
         self.watch_info: dict[str, Any] = {"address": cfg.address, "clustered": False}
+        self.watch_conn: Any | None = None
         self.ticks: dict[str, int] = {}
         self.last_health_log = 0.0
         self.health_bad = False
@@ -214,6 +193,7 @@ class LabNode:
         from cmslab.sshserver import start_ssh
 
         self.prepare_dirs()
+        self.ticks.clear()
         async with self.lock:
             if self.state.role == ROLE_DATABASE and (self.cluster_data / "PG_VERSION").exists():
                 if self.state.rejoin:
@@ -228,7 +208,7 @@ class LabNode:
         )
         self.ssh_server = await start_ssh(self)
         self.alive = True
-        self.tasks = [asyncio.create_task(self._watch_loop(), name=f"watch-{self.name}")]
+        self.tasks = [asyncio.create_task(node_watch.watch_loop(self), name=f"watch-{self.name}")]
         self.syslog.log("dbcluster_watcher", "Started")
 
     async def _close_servers(self) -> None:
@@ -239,6 +219,7 @@ class LabNode:
             with contextlib.suppress(BaseException):
                 await t
         self.tasks = []
+        await self.close_watch_conn()
         if self.op_task is not None and not self.op_task.done():
             self.op_task.cancel()
             with contextlib.suppress(BaseException):
@@ -299,14 +280,14 @@ class LabNode:
     async def probe_peer(self, address: str) -> election.Position | None:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, self.cfg.watch_port), 0.4
+                asyncio.open_connection(address, self.cfg.watch_port), PROBE_TIMEOUT
             )
-            line = await asyncio.wait_for(reader.readline(), 0.4)
+            line = await asyncio.wait_for(reader.readline(), PROBE_TIMEOUT)
             writer.close()
             info = json.loads(line)
         except (OSError, TimeoutError, ValueError):
             return None
-        return position_from(info)
+        return election.position_from(info)
 
     # ---------------------------------------------------------------- local facts
     def timeline(self) -> int:
@@ -319,26 +300,35 @@ class LabNode:
         return tl
 
     async def local_position(self) -> tuple[election.Position, list[str], dict[str, Any]]:
+        """This node's position, membership and replication facts (a fresh connection)."""
         conn = await self.local_conn()
         async with conn:
-            in_rec, sysid = await pgdb.fetchone(
-                conn,
-                "SELECT pg_is_in_recovery(),"
-                " (SELECT system_identifier::text FROM pg_control_system())",
-            )
-            if in_rec:
-                (lsn,) = await pgdb.fetchone(
-                    conn,
-                    "SELECT COALESCE(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())::text",
-                )
-            else:
-                (lsn,) = await pgdb.fetchone(conn, "SELECT pg_current_wal_lsn()::text")
-            members = [r[0] for r in await pgdb.fetchall(conn, "SELECT address FROM membership")]
-            rows = await pgdb.fetchall(conn, "SELECT status FROM pg_stat_wal_receiver")
-            (conninfo,) = await pgdb.fetchone(conn, "SHOW primary_conninfo")
+            return await self._position(conn)
+
+    async def watch_position(self) -> tuple[election.Position, list[str], dict[str, Any]]:
+        """The same through the watcher's long-lived connection (reconnects once if it broke)."""
+        for attempt in (1, 2):
+            if self.watch_conn is None or self.watch_conn.closed:
+                self.watch_conn = await self.local_conn()
+            try:
+                return await self._position(self.watch_conn)
+            except Exception:
+                await self.close_watch_conn()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def close_watch_conn(self) -> None:
+        conn, self.watch_conn = self.watch_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _position(self, conn: Any) -> tuple[election.Position, list[str], dict[str, Any]]:
+        in_rec, sysid, lsn, receiver, conninfo, members = await pgdb.fetchone(conn, POSITION_SQL)
         extra = {
-            "receiver": rows[0][0] if rows else None,
-            "upstream": conninfo_host(conninfo) if in_rec else None,
+            "receiver": receiver,
+            "upstream": pgdb.conninfo_host(conninfo) if in_rec else None,
         }
         pos = election.Position(
             address=self.address,
@@ -349,482 +339,35 @@ class LabNode:
             lsn=pgdb.lsn_int(lsn),
             rejoin=self.state.rejoin,
         )
-        return pos, members, extra
+        return pos, list(members), extra
 
-    # ---------------------------------------------------------------- watcher loop
-    async def _watch_loop(self) -> None:
-        while True:
-            try:
-                await self._tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a tick must never kill the watcher
-                self.syslog.log("dbcluster_watcher", f"tick error: {exc}", severity="warning")
-            await asyncio.sleep(WATCH_INTERVAL)
-
-    def _count(self, key: str, active: bool) -> int:
-        self.ticks[key] = self.ticks.get(key, 0) + 1 if active else 0
-        return self.ticks[key]
-
-    def _forward_pg_log(self) -> None:
-        """Copy new PostgreSQL server log lines into the node's syslog as `postgres[pid]`."""
-        for name in ("pg-local.log", "pg-cluster.log"):
-            path = self.log_dir / name
-            try:
-                size = path.stat().st_size
-            except OSError:
-                continue
-            offset = self.pg_log_offset.setdefault(name, size)
-            if size < offset:
-                offset = 0
-            if size == offset:
-                continue
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read(size - offset)
-            end = data.rfind(b"\n") + 1
-            self.pg_log_offset[name] = offset + end
-            for raw in data[:end].decode(errors="replace").splitlines():
-                m = PG_LOG_LINE.match(raw)
-                if m:
-                    self.syslog.log(
-                        "postgres",
-                        f"{m.group(2)}:  {m.group(3)}",
-                        severity=PG_SEVERITY.get(m.group(2), "info"),
-                        facility="local0",
-                        pid=int(m.group(1)),
-                    )
-
-    async def _tick(self) -> None:
-        self._forward_pg_log()
-        if self.state.role == ROLE_CLIENT:
-            self.watch_info = {"address": self.address, "clustered": False}
-            await self._health_check(self.state.node_in_use)
-            return
-        if self.state.role != ROLE_DATABASE or self.lock.locked():
-            if self.state.role != ROLE_DATABASE:
-                self.watch_info = {"address": self.address, "clustered": False}
-            return
-        try:
-            me, members, extra = await self.local_position()
-        except Exception:
-            self.watch_info = {"address": self.address, "clustered": False}
-            return
-        self.watch_info = watch_info(me)
-        others = [a for a in members if a != self.address]
-        probes = await asyncio.gather(*(self.probe_peer(a) for a in others))
-        peers = [p for p in probes if p is not None]
-        decision = election.decide(me, peers, members)
-        upstream = extra["upstream"]
-        if me.role == election.REPLICA and upstream:
-            await self._health_check(upstream)
-        if self._count("promote", decision.action == "promote") >= DECIDE_AFTER:
-            await self._promote(decision.reason)
-        elif self._count("step_down", decision.action == "step_down") >= DECIDE_AFTER:
-            await self._step_down(decision.reason)
-        elif decision.action == "recopy" and decision.target:
-            await self._recopy(decision.target, decision.reason)
-        elif decision.action == "follow" and decision.target:
-            if upstream != decision.target:
-                await self._repoint(decision.target)
-                self.ticks["stuck"] = 0
-            else:
-                stuck = extra["receiver"] != "streaming" and await self._reachable(decision.target)
-                if self._count("stuck", stuck) >= STUCK_TICKS:
-                    await self._recopy(decision.target, "cannot stream from the master")
-
-    async def _reachable(self, address: str) -> bool:
-        try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(address, self.cfg.db_port), 1)
-        except (OSError, TimeoutError):
-            return False
-        w.close()
-        return True
-
-    async def _health_check(self, address: str | None) -> None:
-        """sfpool: check the master's database port; log the CMS error line when refused."""
-        if not address:
-            return
-        now = time.monotonic()
-        if now - self.last_health_log < HEALTH_INTERVAL:
-            return
-        self.last_health_log = now
-        try:
-            _, w = await asyncio.wait_for(asyncio.open_connection(address, self.cfg.db_port), 1)
-            w.close()
-        except (OSError, TimeoutError) as exc:
-            reason = (
-                "Connection refused"
-                if isinstance(exc, ConnectionRefusedError)
-                else "timeout expired"
-            )
-            self.syslog.log(
-                "sfpool",
-                f"Health check {address}: error (up = 1): could not connect to server: {reason}\t"
-                f'Is the server running on host "{address}" and accepting\t'
-                f"TCP/IP connections on port {self.cfg.db_port}?",
-                severity="err",
-            )
-            self.health_bad = True
-            return
-        if self.health_bad:
-            self.syslog.log("sfpool", f"Health check {address}: ok")
-            self.health_bad = False
-
-    async def _promote(self, reason: str) -> None:
-        async with self.lock:
-            self.syslog.log("dbcluster_watcher", f"Promoting {self.address} to master: {reason}")
-            conn = await self.local_conn()
-            async with conn:
-                await conn.execute("SELECT pg_promote(true, 60)")
-                await conn.execute("ALTER SYSTEM RESET primary_conninfo")
-                await conn.execute("SELECT pg_reload_conf()")
-            self.state.rejoin = False
-            self.save()
-            self.ticks.clear()
-            self.syslog.log("dbcluster_watcher", "Operation Complete")
-
-    async def _step_down(self, reason: str) -> None:
-        async with self.lock:
-            self.syslog.log(
-                "dbcluster_watcher",
-                f"Stepping down: {reason}; database is read-only",
-                severity="warning",
-            )
-            await pgproc.stop(self.cluster_data, "fast")
-            pgproc.set_standby(self.cluster_data, "")
-            await self.start_cluster()
-            self.ticks.clear()
-
-    async def _repoint(self, master: str) -> None:
-        async with self.lock:
-            self.syslog.log("dbcluster_watcher", f"Following master {master}")
-            conn = await self.local_conn()
-            async with conn:
-                await conn.execute(
-                    "ALTER SYSTEM SET primary_conninfo = %s".replace(
-                        "%s", pg_literal(self.replication_conninfo(master))
-                    )
-                )
-                await conn.execute("SELECT pg_reload_conf()")
-
-    async def _recopy(self, master: str, reason: str) -> None:
-        async with self.lock:
-            self.syslog.log("dbcluster_watcher", f"Re-copying the database from {master}: {reason}")
-            await pgproc.stop(self.cluster_data, "fast")
-            await pgproc.basebackup(self.cluster_data, self.replication_conninfo(master))
-            pgproc.set_standby(self.cluster_data, self.replication_conninfo(master))
-            await self.start_cluster()
-            self.state.rejoin = False
-            self.save()
-            self.ticks.clear()
-            self.syslog.log("dbcluster_watcher", "Operation Complete")
-
-    # ---------------------------------------------------------------- asynchronous commands
+    # ---------------------------------------------------------------- delegates
     def busy(self) -> bool:
-        return self.op_task is not None and not self.op_task.done()
+        return node_ops.busy(self)
 
     async def start_op(self, command: str, body: Callable[[], Awaitable[None]]) -> None:
-        self.frozen_view = await self.compute_view()
-        self.state.last_command = command
-        self.state.last_result = "In progress"
-        self.save()
-        self.op_task = asyncio.create_task(self._run_op(command, body))
-
-    async def _run_op(self, command: str, body: Callable[[], Awaitable[None]]) -> None:
-        try:
-            async with self.lock:
-                await body()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.state.last_result = "Failed"
-            self.syslog.log("dbcluster_watcher", f"'{command}' failed: {exc}", severity="err")
-        else:
-            self.state.last_result = "Success"
-            self.syslog.log("dbcluster_watcher", "Operation Complete")
-        finally:
-            self.frozen_view = None
-            self.ticks.clear()
-            self.save()
+        await node_ops.start_op(self, command, body)
 
     async def do_initialize(self) -> None:
-        self.install_tls()
-        await pgproc.stop(self.local_data)
-        try:
-            await pgproc.initdb(self.cluster_data, self.lab.paths.template_dir)
-            pgproc.clear_standby(self.cluster_data)
-            await self.start_cluster()
-            conn = await self.local_conn("postgres")
-            async with conn:
-                await conn.execute("CREATE DATABASE cluster")
-            conn = await self.local_conn()
-            async with conn:
-                await conn.execute(pgdb.SCHEMA)
-                await conn.execute(
-                    "INSERT INTO membership (address, name) VALUES (%s, %s)",
-                    (self.address, self.name),
-                )
-        except Exception:
-            await self._back_to_local()
-            raise
-        self.state.role = ROLE_DATABASE
-        self.state.rejoin = False
+        await node_ops.do_initialize(self)
 
     async def do_join(self, master: str) -> None:
-        """Copy the master's database, stream from it, then become a member (A1).
-
-        The membership row is added only once this node streams and answers its watcher as a
-        clustered replica: a member the master cannot see would count against its majority.
-        """
-        self.install_tls()
-        await pgproc.stop(self.local_data)
-        try:
-            await pgproc.basebackup(self.cluster_data, self.replication_conninfo(master))
-            pgproc.set_standby(self.cluster_data, self.replication_conninfo(master))
-            await self.start_cluster()
-            await self._wait_streaming(60)
-            me, _, _ = await self.local_position()
-            self.watch_info = watch_info(me)
-            conn = await pgdb.connect_tls(self.conninfo(master))
-            async with conn:
-                await conn.execute(
-                    "INSERT INTO membership (address, name) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    (self.address, self.name),
-                )
-        except Exception:
-            self.watch_info = {"address": self.address, "clustered": False}
-            await self._back_to_local()
-            raise
-        self.state.role = ROLE_DATABASE
-        self.state.rejoin = False
-
-    async def _wait_streaming(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            conn = await self.local_conn()
-            async with conn:
-                rows = await pgdb.fetchall(conn, "SELECT status FROM pg_stat_wal_receiver")
-            if rows and rows[0][0] == "streaming":
-                return
-            await asyncio.sleep(0.1)
-        raise OpFailed("replication did not start")
-
-    async def _back_to_local(self) -> None:
-        await pgproc.stop(self.cluster_data, "fast")
-        if self.cluster_data.exists():
-            shutil.rmtree(self.cluster_data)
-        if pgproc.postmaster_pid(self.local_data) is None:
-            await self.start_local()
+        await node_ops.do_join(self, master)
 
     async def do_remove(self) -> None:
-        if self.state.role == ROLE_CLIENT:
-            self.state.role = None
-            self.state.node_in_use = None
-            self.state.known_members = []
-            return
-        me, _, extra = await self.local_position()
-        if me.role == election.MASTER:
-            conn = await self.local_conn()
-            async with conn:
-                await conn.execute("DELETE FROM membership WHERE address = %s", (self.address,))
-            self.syslog.log("dbcluster_watcher", "Leaving the cluster: master shutting down")
-        else:
-            master = extra["upstream"]
-            if not master:
-                raise OpFailed("no master to leave the cluster through")
-            conn = await pgdb.connect_tls(self.conninfo(master))
-            async with conn:
-                await conn.execute("DELETE FROM membership WHERE address = %s", (self.address,))
-        await self._back_to_local()
-        self.state.role = None
-        self.state.rejoin = False
-
-    async def master_address(self) -> str | None:
-        me, _, extra = await self.local_position()
-        if me.role == election.MASTER:
-            return self.address
-        upstream = extra["upstream"]
-        return str(upstream) if upstream else None
+        await node_ops.do_remove(self)
 
     async def do_upgrade_schema(self) -> None:
-        master = await self.master_address()
-        line = self.conninfo(master or "none")
-        self.syslog.log("schema_builder", f"Upgrading schema with connect line '{line}'")
-        try:
-            if self.state.schema_error_armed:
-                self.state.schema_error_armed = False
-                raise OpFailed("schema upgrade script failed (injected fault)")
-            if master is None:
-                raise OpFailed("no master")
-            conn = await pgdb.connect_tls(line)
-            async with conn, conn.transaction():
-                (version,) = await pgdb.fetchone(
-                    conn, "SELECT version FROM schema_version FOR UPDATE"
-                )
-                await conn.execute("UPDATE schema_version SET version = %s", (version + 1,))
-                await conn.execute(
-                    "INSERT INTO schema_history (version, applied_by) VALUES (%s, %s)",
-                    (version + 1, self.address),
-                )
-        except Exception as exc:
-            self.state.error = "Couldn't upgrade the schema"
-            self.syslog.log("schema_builder", f"Schema upgrade failed: {exc}", severity="err")
-            raise
-        self.syslog.log("schema_builder", "Schema upgrade complete")
+        await node_ops.do_upgrade_schema(self)
 
     async def check_master(self, address: str) -> str | None:
-        """None when `address` answers over TLS as a master, else the reason it does not."""
-        try:
-            conn = await pgdb.connect_tls(self.conninfo(address))
-            async with conn:
-                (in_rec,) = await pgdb.fetchone(conn, "SELECT pg_is_in_recovery()")
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return f"cannot connect to {address}: {first}"
-        if in_rec:
-            return f"{address} is not a master"
-        return None
+        return await node_ops.check_master(self, address)
 
-    # ---------------------------------------------------------------- status
     async def compute_view(self) -> StatusView:
-        base = StatusView(
-            status="Error" if self.state.error else "Enabled",
-            interface=self.state.interface,
-            certs=cert_columns(self.state.certs),
-            last_command=self.state.last_command,
-            last_result=self.state.last_result,
-            error=self.state.error,
-        )
-        if self.state.role is None:
-            return replace(base, status="Error" if self.state.error else "Disabled")
-        if self.state.role == ROLE_CLIENT:
-            members, in_use = await self._client_members()
-            return replace(base, members=members, node_in_use=in_use)
-        try:
-            members, in_use = await self._database_members()
-        except Exception:
-            members, in_use = (Member(self.address, DISCONNECTED, me=True),), None
-        return replace(base, members=members, node_in_use=in_use)
+        return await node_status.compute_view(self)
 
     async def status_view(self) -> StatusView:
-        if self.busy() and self.frozen_view is not None:
-            v = self.frozen_view
-            return StatusView(
-                status=v.status,
-                error=self.state.error,
-                members=v.members,
-                node_in_use=v.node_in_use,
-                interface=self.state.interface,
-                certs=cert_columns(self.state.certs),
-                last_command=self.state.last_command,
-                last_result=self.state.last_result,
-            )
-        return await self.compute_view()
-
-    async def _remote_view(self, address: str) -> pgdb.MasterView | None:
-        try:
-            conn = await pgdb.connect_tls(self.conninfo(address))
-            async with conn:
-                return await pgdb.master_view(conn)
-        except Exception:
-            return None
-
-    async def _database_members(self) -> tuple[tuple[Member, ...], str | None]:
-        conn = await self.local_conn()
-        async with conn:
-            view = await pgdb.master_view(conn)
-            rows = await pgdb.fetchall(conn, "SELECT status FROM pg_stat_wal_receiver")
-            (conninfo,) = await pgdb.fetchone(conn, "SHOW primary_conninfo")
-            (replay,) = await pgdb.fetchone(conn, "SELECT pg_last_wal_replay_lsn()::text")
-        if not view.in_recovery:
-            members = tuple(
-                Member(a, MASTER, me=True)
-                if a == self.address
-                else Member(a, sender_state(view, a))
-                for a, _ in view.address_members
-            )
-            return members, self.address
-        upstream = conninfo_host(conninfo)
-        streaming = bool(rows) and rows[0][0] == "streaming"
-        remote = await self._remote_view(upstream) if upstream else None
-        if remote is None or remote.in_recovery:
-            members = tuple(
-                Member(a, REPLICA, me=True) if a == self.address else Member(a, DISCONNECTED)
-                for a, _ in view.address_members
-            )
-            return members, None
-        out = []
-        for a, _ in remote.address_members:
-            if a == self.address:
-                synced = streaming and pgdb.lsn_int(replay) >= remote.current_lsn
-                out.append(Member(a, REPLICA_IN_SYNC if synced else REPLICA, me=True))
-            elif a == upstream:
-                out.append(Member(a, MASTER if streaming else DISCONNECTED))
-            else:
-                out.append(Member(a, sender_state(remote, a)))
-        return tuple(out), upstream
-
-    async def _client_members(self) -> tuple[tuple[Member, ...], str | None]:
-        candidates = [self.state.node_in_use or "", *self.state.known_members]
-        for address in dict.fromkeys(a for a in candidates if a):
-            remote = await self._remote_view(address)
-            if remote is None or remote.in_recovery:
-                continue
-            members = tuple(
-                Member(a, MASTER) if a == address else Member(a, sender_state(remote, a))
-                for a, _ in remote.address_members
-            )
-            self.state.node_in_use = address
-            self.state.known_members = [a for a, _ in remote.address_members]
-            self.save()
-            return members, address
-        return tuple(Member(a, DISCONNECTED) for a in self.state.known_members), None
-
-
-def watch_info(me: election.Position) -> dict[str, Any]:
-    return {
-        "address": me.address,
-        "clustered": True,
-        "role": me.role,
-        "sysid": me.sysid,
-        "timeline": me.timeline,
-        "lsn": me.lsn,
-        "rejoin": me.rejoin,
-    }
-
-
-def sender_state(view: pgdb.MasterView, address: str) -> str:
-    sender = view.senders.get(address)
-    if sender is None:
-        return DISCONNECTED
-    state, replay = sender
-    if state == "streaming" and replay >= view.current_lsn:
-        return REPLICA_IN_SYNC
-    return REPLICA
-
-
-def conninfo_host(conninfo: str | None) -> str | None:
-    if not conninfo:
-        return None
-    m = re.search(r"(?:^|\s)host=('?)([^\s']+)\1", conninfo)
-    return m.group(2) if m else None
-
-
-def pg_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def position_from(info: dict[str, Any]) -> election.Position:
-    return election.Position(
-        address=str(info.get("address", "")),
-        clustered=bool(info.get("clustered")),
-        role=info.get("role"),
-        sysid=str(info.get("sysid", "")),
-        timeline=int(info.get("timeline", 0)),
-        lsn=int(info.get("lsn", 0)),
-        rejoin=bool(info.get("rejoin", False)),
-    )
+        return await node_status.status_view(self)
 
 
 def node_paths(root: Path, name: str) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,14 @@ async def master_view(conn: psycopg.AsyncConnection[Any]) -> MasterView:
         current_lsn=current,
         in_recovery=in_recovery,
     )
+
+
+def conninfo_host(conninfo: str | None) -> str | None:
+    if not conninfo:
+        return None
+    m = re.search(r"(?:^|\s)host=('?)([^\s']+)\1", conninfo)
+    return m.group(2) if m else None
+
+
+def pg_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -97,8 +97,24 @@ async def _shell(node: LabNode, process: asyncssh.SSHServerProcess[str]) -> int:
         text = str(line).strip()
         if text in ("exit", "quit", "logout"):
             return status
-        if text:
+        if text == "syslog follow":
+            await _follow_until_key(node, process)
+            status = 0
+        elif text:
             status = await _one(node, process, text)
+
+
+async def _follow_until_key(node: LabNode, process: asyncssh.SSHServerProcess[str]) -> None:
+    """In the shell, `syslog follow` streams until Enter, Ctrl-C or end of input."""
+    follow = asyncio.create_task(mmp.follow_syslog(node, _writer(process)))
+    stop = asyncio.create_task(process.stdin.readline())
+    done, _ = await asyncio.wait({follow, stop}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (follow, stop):
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    if follow in done and not follow.cancelled() and follow.exception() is not None:
+        raise Closed
 
 
 async def handle_process(node: LabNode, process: asyncssh.SSHServerProcess[str]) -> None:

@@ -124,7 +124,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         sys.stdout.write(render_markdown(plans))
     else:
         sys.stdout.write("\n".join(render_text(p) for p in plans))
-    if args.detailed_exitcode and any(p.changes_present for p in plans):
+    if args.detailed_exitcode and any(p.changes_present or p.drift for p in plans):
         return EXIT_CHANGES
     return EXIT_OK
 
@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 when there are no changes, 2 when changes are present, 1 on error",
+        help="exit 0 when the cluster matches the spec, 2 when it differs (steps planned or "
+        "drift held back), 1 on error",
     )
     _register_optional(p, "reconciler.cli_live", "add_live_plan_arguments")
     p.set_defaults(handler=cmd_plan)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,7 +49,7 @@ from reconciler.watch_triggers import DEFAULT_DEBOUNCE_MS, watch_for_changes
 log = structlog.get_logger("reconciler.watch")
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1"
-DEFAULT_MAX_SSH = 16
+DEFAULT_MAX_SSH = 64
 EXIT_OK = 0
 
 
@@ -132,7 +133,11 @@ class LiveClusterRunner:
     ssh_limit: asyncio.Semaphore
     executor_options: ExecutorOptions = field(default_factory=ExecutorOptions)
     ssh_timeout: float | None = None
+    transport_max_age: float = 900.0  # reconnect at least this often (seconds)
     _local_files: dict[str, dict[str, LocalFile]] = field(default_factory=dict)
+    _transport: Transport | None = None
+    _transport_digest: str | None = None
+    _transport_born: float = 0.0
 
     # --- spec ---------------------------------------------------------------------
     def load(self, path: Path) -> Revision:
@@ -161,17 +166,51 @@ class LiveClusterRunner:
         return files
 
     # --- observe and plan ---------------------------------------------------------
-    def transport(self, revision: Revision) -> Transport:
+    def new_transport(self, revision: Revision) -> Transport:
         loaded = revision.loaded
         settings = SshSettings.from_spec(loaded.spec.ssh, loaded.base_dir, timeout=self.ssh_timeout)
         return BoundedTransport(SshTransport(settings), self.ssh_limit)
 
+    async def transport(self, revision: Revision) -> Transport:
+        """The loop's SSH connections, kept from cycle to cycle.
+
+        Re-created for a new spec revision (its SSH settings may differ), after any
+        trouble (:meth:`drop_transport`) and when older than ``transport_max_age``, so
+        steady-state cycles cost one exec request and one SFTP listing per node, not
+        a handshake.
+        """
+        now = time.monotonic()
+        if self._transport is not None and (
+            self._transport_digest != revision.digest
+            or now - self._transport_born > self.transport_max_age
+        ):
+            await self.drop_transport()
+        if self._transport is None:
+            self._transport = self.new_transport(revision)
+            self._transport_digest = revision.digest
+            self._transport_born = now
+        return self._transport
+
+    async def drop_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            with contextlib.suppress(ReconcilerError, OSError):
+                await transport.close()
+
+    async def close(self) -> None:
+        await self.drop_transport()
+
     async def observe(self, revision: Revision) -> Observed:
-        transport = self.transport(revision)
+        transport = await self.transport(revision)
         try:
-            return await observe_cluster(revision.loaded, transport, with_files=True)
-        finally:
-            await transport.close()
+            observed = await observe_cluster(revision.loaded, transport, with_files=True)
+        except BaseException:
+            await self.drop_transport()
+            raise
+        if any(not obs.reachable for obs in observed.nodes.values()):
+            # Start the next cycle from fresh connections (and one new login attempt).
+            await self.drop_transport()
+        return observed
 
     def plan(self, revision: Revision, observed: Observed) -> Plan:
         result = make_plan(revision.loaded.spec, observed, self._files_for(revision))
@@ -196,13 +235,14 @@ class LiveClusterRunner:
         cluster = revision.cluster
         run_id = uuid.uuid4().hex[:12]
         state_dir = self.state_dir_for(revision)
-        transport = self.transport(revision)
         try:
             lock = ApplyLock.acquire(state_dir, cluster, run_id=run_id)
         except LockHeldError as exc:
-            await transport.close()
             return ApplyOutcome(applied=0, failed=0, error=str(exc), lock_held=True)
+        result = None
+        stopped = False
         try:
+            transport = await self.transport(revision)
             executor = Executor(
                 revision.loaded.spec,
                 transport,
@@ -216,8 +256,6 @@ class LiveClusterRunner:
             # The executor has no stop flag of its own: run it wave by wave (a wave is
             # one step, or consecutive preparation steps / joins run together) and
             # check the flag between waves, so the running wave always finishes.
-            stopped = False
-            result = None
             for _kind, wave in waves(steps):
                 if stop.is_set():
                     stopped = True
@@ -225,11 +263,13 @@ class LiveClusterRunner:
                 result = await executor.execute(plan.model_copy(update={"steps": tuple(wave)}))
                 if not result.ok:
                     break
+        except BaseException:
+            await self.drop_transport()
+            raise
         finally:
-            try:
-                await transport.close()
-            finally:
-                lock.release()
+            lock.release()
+        if result is not None and not result.ok:
+            await self.drop_transport()
         if result is None:
             return ApplyOutcome(applied=0, failed=0, stopped=stopped)
         failed = sum(1 for r in result.records if r.outcome == "failed")
@@ -375,9 +415,14 @@ async def run_watch(options: WatchOptions) -> int:
 # --- command line ------------------------------------------------------------------------
 
 
-def _env_int(name: str) -> int | None:
+def _env_port(name: str) -> int | None:
     value = os.environ.get(name)
-    return int(value) if value else None
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ReconcilerError(f"${name} must be a port number, not {value!r}") from None
 
 
 def default_state_dir() -> Path | None:
@@ -404,7 +449,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-port",
         type=int,
-        default=_env_int("RECONCILE_METRICS_PORT"),
+        default=None,
         metavar="PORT",
         help="serve /metrics and /healthz on this port (default $RECONCILE_METRICS_PORT; off)",
     )
@@ -484,7 +529,11 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
             backoff=BackoffPolicy(cap=max(600.0, args.interval)),
         ),
         state_dir=args.state_dir or default_state_dir(),
-        metrics_port=args.metrics_port,
+        metrics_port=(
+            args.metrics_port
+            if args.metrics_port is not None
+            else _env_port("RECONCILE_METRICS_PORT")
+        ),
         metrics_address=args.metrics_address,
         max_ssh=args.max_ssh,
         debounce_ms=args.debounce_ms,

@@ -94,7 +94,7 @@ class ExecutionResult:
 
 
 class _Backoff:
-    """Poll delays: 0.1 s first, then x1.25 up to ``ceiling`` (asynchronous commands often
+    """Poll delays: 0.1 s first, then x1.1 up to ``ceiling`` (asynchronous commands often
     finish within a second or two; a fixed long poll would add most of a poll per command)."""
 
     def __init__(self, ceiling: float) -> None:
@@ -103,7 +103,7 @@ class _Backoff:
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 1.25, self.ceiling)
+        self.delay = min(self.delay * 1.1, self.ceiling)
 
 
 def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:

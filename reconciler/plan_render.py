@@ -60,6 +60,11 @@ def _step_label(step: Step) -> str:
 
 def _summary(plan: Plan) -> str:
     if not plan.steps:
+        if plan.drift or plan.blocked:
+            return (
+                f"No steps can be planned now: {len(plan.drift)} difference(s), "
+                f"{len(plan.blocked)} item(s) held back (see above)."
+            )
         return "No changes. The cluster matches the spec."
     counts = Counter(s.action.value for s in plan.steps)
     parts = ", ".join(f"{n} {a}" for a, n in sorted(counts.items()))

@@ -128,6 +128,10 @@ class ClusterRunner(Protocol):
         """Days until each certificate file the spec names expires."""
         ...
 
+    async def close(self) -> None:
+        """The loop ends: release connections kept between cycles."""
+        ...
+
 
 # --- the pure decision --------------------------------------------------------------
 
@@ -277,6 +281,7 @@ class ClusterLoop:
         self._reported_invalid: str | None = None  # fingerprint whose diagnostics were logged
         self._last_plan_signature: tuple[object, ...] | None = None
         self._followups = 0
+        self._metrics_name: str | None = None
 
     # --- identity -------------------------------------------------------------------
     @property
@@ -286,7 +291,7 @@ class ClusterLoop:
 
     @property
     def health_key(self) -> str:
-        return f"cluster {self.name} ({self.path})"
+        return f"spec {self.path}"  # stable: the cluster's name is only known once loaded
 
     # --- control --------------------------------------------------------------------
     def wake(self) -> None:
@@ -307,11 +312,14 @@ class ClusterLoop:
     # --- the loop -------------------------------------------------------------------
     async def run(self) -> None:
         self._beat()
-        while not self.stop_event.is_set():
-            summary = await self.cycle()
-            if self.stop_event.is_set():
-                break
-            await self._sleep(self._next_delay(summary))
+        try:
+            while not self.stop_event.is_set():
+                summary = await self.cycle()
+                if self.stop_event.is_set():
+                    break
+                await self._sleep(self._next_delay(summary))
+        finally:
+            await self.runner.close()
 
     def _next_delay(self, summary: CycleSummary) -> float:
         delay = jittered(self.config.interval, self.config.jitter, self._rand)
@@ -596,6 +604,9 @@ class ClusterLoop:
         if self.metrics is None:
             return
         m = self.metrics
+        if self._metrics_name not in (None, s.cluster):
+            m.forget_cluster(self._metrics_name)  # the file now names another cluster
+        self._metrics_name = s.cluster
         if s.planned or self.current is None:
             m.set_state(s.cluster, s.verdict)
         m.set_flags(s.cluster, paused=s.paused, spec_valid=s.spec_valid, in_window=s.in_window)

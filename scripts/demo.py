@@ -55,7 +55,7 @@ def offline_part() -> None:
 
 def live_part() -> None:
     banner("Live: start a 3-node cmslab (real SSH, real PostgreSQL, real TLS)")
-    run(tool("cmslab"), "up", "--nodes", "3", "--dir", str(LAB_DIR))
+    run(tool("cmslab"), "--dir", str(LAB_DIR), "up", "--nodes", "3")
     env = dict(os.environ)
     env["CMSLAB_PASSWORD"] = (LAB_DIR / "admin-password").read_text(encoding="utf-8").strip()
     spec = str(LAB_DIR / "lab.yaml")
@@ -74,40 +74,45 @@ def live_part() -> None:
     run(tool("reconcile"), "status", spec, env=env)
 
     banner("Prove replication: write on the master, read on every replica (psycopg, verify-ca)")
-    prove_replication(LAB_DIR, f"demo-{uuid.uuid4().hex[:8]}")
+    prove_replication(Path(spec), f"demo-{uuid.uuid4().hex[:8]}")
 
     banner("Explore further")
     print(
         f"""  export CMSLAB_PASSWORD=$(cat {LAB_DIR}/admin-password)
   .venv/bin/reconcile status {spec}
-  .venv/bin/cmslab fault cms-lab-1 kill        # power loss on the master; a new one is elected
+  .venv/bin/cmslab --dir {LAB_DIR} fault cms-lab-1 kill   # power loss on the master; re-election
   .venv/bin/reconcile plan {spec}              # the master move back to cms-lab-1
   .venv/bin/reconcile apply {spec} --yes --state-dir {state}
-  .venv/bin/cmslab fault cms-lab-1 revive
+  .venv/bin/cmslab --dir {LAB_DIR} fault cms-lab-1 revive
   ssh -p 2222 -o UserKnownHostsFile={LAB_DIR}/known_hosts admin@127.0.10.1   # the MMP by hand
-  .venv/bin/cmslab down --dir {LAB_DIR}"""
+  .venv/bin/cmslab --dir {LAB_DIR} down"""
     )
 
 
-def prove_replication(lab_dir: Path, marker: str) -> None:
+def prove_replication(spec_path: Path, marker: str) -> None:
+    """Write on the master, read on every replica, through psycopg with the spec's client cert."""
     import psycopg
 
-    certs = lab_dir / "certs"
-    keys = lab_dir / "keys"
+    from reconciler.spec_loader import load_spec, resolve_spec_path
+
+    loaded = load_spec(spec_path)
+    certs = loaded.spec.certificates
     common = (
-        f"dbname=cluster user=postgres port=5432 sslmode=verify-ca connect_timeout=5 "
-        f"sslrootcert={certs / 'ca.crt'} sslcert={certs / 'client.crt'} "
-        f"sslkey={keys / 'client.key'}"
+        "dbname=cluster user=postgres port=5432 sslmode=verify-ca connect_timeout=5 "
+        f"sslrootcert={resolve_spec_path(loaded, certs.ca)} "
+        f"sslcert={resolve_spec_path(loaded, certs.client.cert)} "
+        f"sslkey={resolve_spec_path(loaded, certs.client.key)}"
     )
-    addresses = ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
-    master = None
+    addresses = [n.address for n in loaded.spec.database_nodes]
+    masters = []
     for address in addresses:
         with psycopg.connect(f"host={address} {common}") as conn:
             row = conn.execute("select pg_is_in_recovery()").fetchone()
             if row is not None and not row[0]:
-                master = address
-    if master is None:
-        sys.exit("demo: no master found")
+                masters.append(address)
+    if len(masters) != 1:
+        sys.exit(f"demo: expected one master, found {masters}")
+    master = masters[0]
     with psycopg.connect(f"host={master} {common}", autocommit=True) as conn:
         conn.execute("create table if not exists demo_rows (marker text primary key)")
         conn.execute("insert into demo_rows values (%s)", (marker,))

@@ -13,6 +13,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from reconciler.backoff import BackoffPolicy
+from reconciler.cli_watch import BoundedTransport
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.errors import SpecError, UnreachableError
 from reconciler.metrics import HealthState, WatchMetrics
@@ -20,6 +21,7 @@ from reconciler.plan_model import Action, Plan, Step
 from reconciler.snapshot_model import Observed
 from reconciler.spec_loader import LoadedSpec
 from reconciler.spec_model import ClusterSpec
+from reconciler.transport import CommandOutput, NodeTarget
 from reconciler.watch_loop import (
     ApplyOutcome,
     ClusterLoop,
@@ -139,6 +141,9 @@ class FakeRunner:
 
     def certificate_days(self, revision: Revision, now: datetime) -> dict[str, float]:
         return {"ca.pem": 100.0}
+
+    async def close(self) -> None:
+        self.calls.append(("close", ""))
 
     def count(self, what: str) -> int:
         return sum(1 for w, _ in self.calls if w == what)
@@ -430,6 +435,24 @@ async def test_metrics_follow_the_cycles() -> None:
     assert value("cms_reconciler_cycles_total", outcome="ok") == 1
 
 
+async def test_health_and_metrics_follow_the_cluster_name_once_known() -> None:
+    metrics = WatchMetrics()
+    health = HealthState(stale_after=60)
+    runner = FakeRunner(spec=make_spec("par"))
+    runner.content = "broken"
+    loop = make_loop(runner, Mode.REPORT, metrics=metrics, health=health)
+    await loop.cycle()  # never valid yet: known by the file's stem
+    assert metrics.registry.get_sample_value("cms_reconciler_spec_valid", {"cluster": "lon"}) == 0
+    runner.content = "v1"
+    await loop.cycle()
+    assert (
+        metrics.registry.get_sample_value("cms_reconciler_spec_valid", {"cluster": "lon"}) is None
+    )
+    assert metrics.registry.get_sample_value("cms_reconciler_spec_valid", {"cluster": "par"}) == 1
+    healthy, lines = health.check()
+    assert healthy and len(lines) == 1 and lines[0].startswith("spec /specs/lon.yaml")
+
+
 # --- the running loop ---------------------------------------------------------------------
 
 
@@ -470,6 +493,7 @@ async def test_stop_during_apply_finishes_the_step_and_ends_the_loop() -> None:
     assert loop.last_summary.applied == 1  # the running step finished, no further step
     assert loop.last_summary.pending == 2
     assert loop.retry.failures == 0
+    assert runner.calls[-1] == ("close", "")  # connections kept between cycles released
 
 
 async def test_wake_starts_a_cycle_without_waiting_for_the_interval() -> None:
@@ -636,3 +660,70 @@ def test_symlink_parents(tmp_path: Path) -> None:
     (tmp_path / "current").symlink_to(tmp_path / "rev-1")
     assert symlink_parents(tmp_path / "current" / "specs") == {tmp_path}
     assert symlink_parents(real) == set()
+
+
+# --- the shared SSH bound -------------------------------------------------------------------
+
+
+class SlowSession:
+    def __init__(self, target: NodeTarget, counter: dict[str, int]) -> None:
+        self._target = target
+        self.counter = counter
+
+    @property
+    def target(self) -> NodeTarget:
+        return self._target
+
+    async def run(self, command: str, *, stdin: str | None = None) -> CommandOutput:
+        self.counter["now"] += 1
+        self.counter["max"] = max(self.counter["max"], self.counter["now"])
+        await asyncio.sleep(0.01)
+        self.counter["now"] -= 1
+        return CommandOutput(self._target.name, command, "SUCCESS\n", "", 0, 0.01)
+
+    async def upload(self, local_path: str, remote_name: str) -> None:
+        await self.run("upload")
+
+    async def list_files(self) -> dict[str, str]:
+        await self.run("list")
+        return {}
+
+    async def close(self) -> None:
+        return None
+
+
+class SlowTransport:
+    def __init__(self, counter: dict[str, int]) -> None:
+        self.counter = counter
+        self.sessions: dict[str, SlowSession] = {}
+        self.closed = False
+
+    async def session(self, target: NodeTarget) -> SlowSession:
+        if target.name not in self.sessions:
+            self.sessions[target.name] = SlowSession(target, self.counter)
+        return self.sessions[target.name]
+
+    def forget(self, target: NodeTarget) -> None:
+        self.sessions.pop(target.name, None)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_bounded_transports_share_one_limit() -> None:
+    counter = {"now": 0, "max": 0}
+    limit = asyncio.Semaphore(3)
+    transports = [BoundedTransport(SlowTransport(counter), limit) for _ in range(5)]
+    targets = [NodeTarget(f"n{i}", f"127.0.0.{i}", f"127.0.0.{i}", 22) for i in range(4)]
+
+    async def work(t: BoundedTransport, target: NodeTarget) -> None:
+        session = await t.session(target)
+        await session.run("database cluster status")
+        await session.list_files()
+
+    await asyncio.gather(*(work(t, tg) for t in transports for tg in targets))
+    assert counter["max"] == 3  # 20 sessions' requests, never more than 3 in flight
+    first = transports[0]
+    assert await first.session(targets[0]) is await first.session(targets[0])
+    await first.close()
+    assert isinstance(first._inner, SlowTransport) and first._inner.closed

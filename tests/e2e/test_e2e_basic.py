@@ -40,9 +40,12 @@ def test_fresh_three_nodes_converge_in_one_apply(lab: E2ELab, spec: Path) -> Non
     assert result.code == 0, result.text
     assert "database cluster initialize" in result.stdout
     assert "Verdict: converged" in result.stdout
-    rows = lab.rows()
-    assert rows[N1]["role"] == "master"
-    assert rows[N2]["role"] == rows[N3]["role"] == "replica"
+    # the lab's own table (not the reconciler's view) may lag a moment behind
+    lab.wait_for(
+        lambda r: (r[N1]["role"], r[N2]["role"], r[N3]["role"]) == ("master", "replica", "replica"),
+        timeout=20,
+        what="the lab's table",
+    )
     plan = lab.reconcile("plan", spec, "--detailed-exitcode")
     assert plan.code == 0, plan.text
     status = lab.reconcile("status", spec, "--format", "json")
@@ -107,7 +110,7 @@ def test_master_moved_back_without_data_loss(lab: E2ELab, spec: Path) -> None:
     result = lab.apply(spec)
     assert result.code == 0, result.text
     assert "master-move" in result.stdout
-    assert lab.rows()[N1]["role"] == "master"
+    lab.wait_for(lambda r: r[N1]["role"] == "master", timeout=20, what="N1 master again")
     with lab.db(N1) as conn:
         found = conn.execute("SELECT uri FROM cospaces WHERE name = 'e2e-marker'").fetchall()
     assert found == [("before-move",)]

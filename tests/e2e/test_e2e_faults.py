@@ -43,9 +43,11 @@ def test_unreachable_node_is_held_back_and_the_rest_proceeds(lab: E2ELab) -> Non
         result = lab.apply(lab.spec(5))
         assert result.code == 2, result.text
         assert "Held back" in result.stdout and "cms-lab-5" in result.stdout
-        rows = lab.rows()
-        assert rows["cms-lab-4"]["role"] == "replica"
-        assert rows["cms-lab-5"]["role"] is None
+        lab.wait_for(
+            lambda r: r["cms-lab-4"]["role"] == "replica" and r["cms-lab-5"]["role"] is None,
+            timeout=20,
+            what="cms-lab-4 joined, cms-lab-5 not",
+        )
     finally:
         lab.fault("cms-lab-5", "revive")
 
@@ -76,6 +78,9 @@ def test_apply_killed_mid_join_then_rerun_converges(lab: E2ELab) -> None:
     assert refused.code == 1 and "stale lock" in refused.text and "--break-lock" in refused.text
     result = lab.apply(spec, "--break-lock")
     assert result.code == 0, result.text
-    roles = sorted((r["role"] or "") for r in lab.rows().values())
-    assert roles == ["master"] + ["replica"] * 4
+    lab.wait_for(
+        lambda r: sorted(x["role"] or "" for x in r.values()) == ["master"] + ["replica"] * 4,
+        timeout=20,
+        what="5 members",
+    )
     assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0

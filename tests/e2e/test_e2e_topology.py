@@ -1,14 +1,17 @@
-"""End to end on a 5-node cmslab: fresh 5 converge, remove (refused, then allowed), grow 3 -> 5."""
+"""End to end on a 5-node cmslab: fresh 5 converge, remove (refused, then allowed), grow 3 -> 5
+(with a second, concurrent apply refused by the lock)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .lab_harness import E2ELab, lab_fixture
+from .lab_harness import REPO, E2ELab, lab_fixture
 
 pytestmark = pytest.mark.lab
 LAB_BASE = "127.0.21.1"
@@ -27,9 +30,11 @@ def test_fresh_five_nodes_converge_in_one_apply(lab: E2ELab) -> None:
     spec = lab.spec(5)
     result = lab.apply(spec)
     assert result.code == 0, result.text
-    roles = _roles(lab)
-    assert roles["cms-lab-1"] == "master"
-    assert [roles[f"cms-lab-{i}"] for i in range(2, 6)] == ["replica"] * 4
+    lab.wait_for(
+        lambda r: [r[f"cms-lab-{i}"]["role"] for i in range(1, 6)] == ["master"] + ["replica"] * 4,
+        timeout=20,
+        what="the lab's table",
+    )
     assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
 
 
@@ -60,10 +65,30 @@ def test_remove_with_allow_remove_replicas_only(lab: E2ELab) -> None:
     assert sorted(removed) == ["127.0.21.4", "127.0.21.5"]  # members outside the spec: by address
 
 
-def test_grow_three_to_five(lab: E2ELab) -> None:
+def test_grow_three_to_five_while_a_second_apply_is_refused(lab: E2ELab) -> None:
     spec: Path = lab.spec(5)
-    result = lab.apply(spec)
-    assert result.code == 0, result.text
-    assert result.stdout.count("database cluster join") >= 2
-    roles = _roles(lab)
-    assert sorted(r or "" for r in roles.values()) == ["master"] + ["replica"] * 4
+    command = [sys.executable, "-m", "reconciler.cli", "apply", str(spec), "--yes"]
+    procs = [
+        subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=lab.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 1], outputs
+    loser = next(o for p, o in zip(procs, outputs, strict=True) if p.returncode == 1)
+    assert "locked by another apply" in loser[1], loser
+    winner = next(o for p, o in zip(procs, outputs, strict=True) if p.returncode == 0)
+    assert winner[0].count("database cluster join") >= 2
+    lab.wait_for(
+        lambda r: sorted(x["role"] or "" for x in r.values()) == ["master"] + ["replica"] * 4,
+        timeout=20,
+        what="5 members",
+    )

@@ -164,8 +164,7 @@ def new_lab(base_address: str, nodes: int = 3, **kw: Any) -> Lab:
     """A lab directory (not started) in /tmp on free ports."""
     root = Path(tempfile.mkdtemp(prefix="cmslab-test-", dir="/tmp"))
     os.chmod(root, 0o711)
-    addresses = [str(a) for a in _addresses(base_address, nodes)]
-    ssh, db = free_ports(addresses)
+    ssh, db = free_ports(addresses(base_address, nodes))
     cfg = make_config(nodes, base_address, ssh_port=ssh, db_port=db, **kw)
     return Lab(LabPaths(root), cfg, "")
 
@@ -175,7 +174,7 @@ def start(lab: Lab) -> None:
     lab.password = labfiles.read_password(lab.paths)
 
 
-def _addresses(base: str, n: int) -> list[str]:
+def addresses(base: str, n: int) -> list[str]:
     import ipaddress
 
     b = ipaddress.IPv4Address(base)

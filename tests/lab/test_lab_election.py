@@ -156,7 +156,38 @@ async def test_remove_replica_then_master(lab: Lab) -> None:
     # the removed nodes join the new master again
     for n in (master, leaving):
         await lab.ok(n, f"database cluster join {last.address}")
+        out, _ = await lab.mmp(n, "database cluster status")
+        if "(In progress)" in out:  # the view from before the command, until it ends
+            assert "Status                   : Disabled" in out
+            again, status = await lab.mmp(n, f"database cluster join {last.address}")
+            assert status == 1
+            assert again.startswith(
+                "FAILURE: another database cluster command is in progress"
+            ) or again.startswith("FAILURE: this node is already in a database cluster")
         out = await lab.wait_done(n, f"database cluster join {last.address}")
         assert "(Success)" in out, out + lab.syslog(n)
     for n in lab.cfg.nodes:
         await lab.wait_status(n, lambda s: in_sync_count(s) == 2)
+
+
+async def test_master_without_majority_steps_down_and_returns(lab: Lab) -> None:
+    master = (await masters(lab, list(lab.cfg.nodes)))[0]
+    replicas = [n for n in lab.cfg.nodes if n != master]
+    await sql(lab, master, "INSERT INTO cospaces (name) VALUES ('before-step-down')")
+    for r in replicas:
+        await lab.wait_status(r, lambda s: in_sync_count(s) == 2)
+    for r in replicas:
+        lab.fault(r, "kill")
+    out = await lab.wait_status(
+        master, lambda s: f"{master.address} (me)      : Connected Slave" in s
+    )
+    assert "Connected Master" not in out and "Node in use              : none" in out
+    assert await in_recovery(lab, master) is True
+    assert "Stepping down" in lab.syslog(master)
+    for r in replicas:
+        lab.fault(r, "revive")
+    back = await wait_single_master(lab, list(lab.cfg.nodes))
+    for n in lab.cfg.nodes:
+        await lab.wait_status(n, lambda s: in_sync_count(s) == 2 and "Connected Master" in s)
+    rows = await sql(lab, back, "SELECT name FROM cospaces ORDER BY id")
+    assert rows[-1][0] == "before-step-down"

@@ -18,7 +18,7 @@ import pytest
 
 from cmslab import cleanup, labfiles
 
-from .labkit import Lab, _addresses, free_ports, new_lab
+from .labkit import Lab, addresses, free_ports, new_lab
 
 pytestmark = pytest.mark.lab
 
@@ -72,8 +72,7 @@ def conninfo(lab: Lab, address: str) -> str:
 
 async def test_cli_up_down_resume_and_crash() -> None:
     lab = new_lab("127.0.14.1", 3)
-    addresses = _addresses("127.0.14.1", 3)
-    ssh, db = free_ports(addresses)
+    ssh, db = free_ports(addresses("127.0.14.1", 3))
     root = lab.root
     try:
         r = cmslab(

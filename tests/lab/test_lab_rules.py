@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import cmslab
 from cmslab.election import MASTER, REPLICA, Position, decide
 from cmslab.status_text import (
     DISCONNECTED,
@@ -115,3 +119,14 @@ def test_client_certs_fill_the_last_three_lines() -> None:
     out = render(StatusView(status="Disabled", certs=cert_columns(["ck", "cc", "ca"])), "master")
     assert "  Server Key             : none" in out
     assert "Last command             : none" in out
+
+
+def test_cmslab_never_imports_the_reconciler() -> None:
+    for path in Path(cmslab.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not [n for n in names if n.split(".")[0] == "reconciler"], path.name
