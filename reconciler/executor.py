@@ -218,15 +218,29 @@ class Executor:
 
     # ------------------------------------------------------------- one step
     async def _step(self, step: Step) -> None:
+        marks = [time.monotonic()]
         await self._check_facts(step)
+        marks.append(time.monotonic())
         if step.destructive:
             self._journal_guard(step)
             self.journal.mark("started", step=step.id, node=step.node, command=step.command or "")
         try:
             await self._perform(step)
+            marks.append(time.monotonic())
             if step.action in ASYNC_ACTIONS:
                 await self._wait_for_result(step)
+            marks.append(time.monotonic())
             await self._check_outcome(step)
+            marks.append(time.monotonic())
+            log.debug(
+                "step timing",
+                step=step.id,
+                node=step.node,
+                check=round(marks[1] - marks[0], 3),
+                run=round(marks[2] - marks[1], 3),
+                wait=round(marks[3] - marks[2], 3),
+                outcome=round(marks[4] - marks[3], 3),
+            )
         except (StepFailedError, TransportError):
             if step.destructive:
                 self.journal.mark(

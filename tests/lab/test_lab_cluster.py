@@ -18,6 +18,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from cmslab import labfiles, pki
+from reconciler.spec_loader import load_spec
 
 from .labkit import UPLOAD_NAMES, Lab, eventually
 
@@ -78,6 +79,10 @@ def test_lab_files(lab: Lab) -> None:
     assert client.subject.rfc4514_string() == "CN=postgres"
     for secret in [root / "admin-password", *sorted((root / "keys").iterdir())]:
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600, secret
+    # the reconciler accepts it as it is, certificate files included
+    loaded = load_spec(root / "lab.yaml")
+    assert loaded.spec.master == "cms-lab-1"
+    assert [n.mmp_port for n in loaded.spec.nodes] == [n.ssh_port for n in lab.cfg.nodes]
     first = lab.node(0)
     assert (
         (root / "known_hosts")
