@@ -14,6 +14,9 @@ those durations. The ratio must be < 1: per-node preparation runs concurrently.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import itertools
+import json
 import statistics
 import subprocess
 import sys
@@ -35,6 +38,10 @@ from .lab_util import bench_lab, write_spec
 ROUNDS = 3
 
 
+def _phases(parts: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in parts.items())
+
+
 async def sequential_baseline(loaded: LoadedSpec) -> tuple[float, int, Plan]:
     transport = SshTransport(SshSettings.from_spec(loaded.spec.ssh, loaded.base_dir))
     targets = node_targets(loaded.spec)
@@ -44,6 +51,7 @@ async def sequential_baseline(loaded: LoadedSpec) -> tuple[float, int, Plan]:
         for t in targets.values():  # connections are not part of a command's duration
             await transport.session(t)
         total = 0.0
+        by_kind: dict[str, float] = {}
         for step in the_plan.steps:
             session = await transport.session(targets[step.node])
             started = time.perf_counter()
@@ -65,13 +73,20 @@ async def sequential_baseline(loaded: LoadedSpec) -> tuple[float, int, Plan]:
                     ):
                         break
                     await asyncio.sleep(0.1)
-            total += time.perf_counter() - started
+            took = time.perf_counter() - started
+            total += took
+            kind = step.action.value
+            if step.action is Action.JOIN:
+                kind = f"join {step.node}"
+            by_kind[kind] = by_kind.get(kind, 0.0) + took
+        print(f"  sequential, by action: {_phases(by_kind)}")
         return total, len(the_plan.steps), the_plan
     finally:
         await transport.close()
 
 
 def timed_apply(spec: Path) -> tuple[float, str]:
+    wall_started = time.time()  # for the phase breakdown only (the audit log's clock)
     started = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "reconciler.cli", "apply", str(spec), "--yes"],
@@ -82,7 +97,35 @@ def timed_apply(spec: Path) -> tuple[float, str]:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"apply failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    print(f"  apply phases (from its audit log): {apply_phases(spec, wall_started, elapsed)}")
     return elapsed, proc.stdout
+
+
+def apply_phases(spec: Path, wall_started: float, elapsed: float) -> str:
+    """Where the apply's wall time went, from the command start times in its audit log:
+    start-up + observation + plan until the first command, preparation until
+    `initialize` was sent, then each cluster command until the next one, and the last
+    one until the process ended (its wait, the final verification, exit)."""
+    audits = sorted((spec.parent / ".reconcile").glob("*.audit.jsonl"))
+    if not audits:
+        return "no audit log"
+    starts: list[tuple[float, str, str]] = []
+    for line in audits[0].read_text().splitlines():
+        entry = json.loads(line)
+        at = dt.datetime.fromisoformat(entry["time"]).timestamp() - entry["duration_s"]
+        starts.append((at - wall_started, entry["node"], entry["command"]))
+    starts.sort()
+    parts = {"start-up+observe+plan": starts[0][0]}
+    cluster = [
+        (at, node, cmd) for at, node, cmd in starts if " initialize" in cmd or " join " in cmd
+    ]
+    if cluster:
+        parts["prep until initialize"] = cluster[0][0] - starts[0][0]
+        for (at, node, cmd), (nxt, _, _) in itertools.pairwise(cluster):
+            parts[f"{cmd.split()[2]} {node}"] = nxt - at
+        at, node, cmd = cluster[-1]
+        parts[f"{cmd.split()[2]} {node} + verify + exit"] = elapsed - at
+    return _phases(parts)
 
 
 def main() -> int:

@@ -2,8 +2,8 @@
 
 For every step:
 
-1. **Re-observe** the nodes it touches (its node, the nodes its facts name and
-   the current master, whose view defines `sync`) and re-check its
+1. **Re-observe** the nodes it touches (its node, the nodes its facts name, a
+   join's target, and the current master only when a fact is a `sync`) and re-check its
    ``depends_on`` facts with :func:`reconciler.facts.changed_facts`. A fact
    that differs is given ``settle_seconds`` to come back (an election or a
    replica catching up after the previous step); if it does not, the run stops
@@ -20,11 +20,15 @@ For every step:
 5. **Check the expected outcome** (:mod:`reconciler.step_outcome`), allowing it
    ``settle_seconds`` to appear.
 
-On any failure nothing further starts; steps already running on other nodes
-(concurrent preparation) finish. Concurrency: consecutive preparation steps
-(upload, localnode, certs) run concurrently across nodes, in order per node;
-consecutive joins run ``policy.join_concurrency`` at a time (default 1);
-everything else runs alone, in plan order.
+Scheduling is driven by dependencies, not waves (:func:`step_predecessors`): a step
+starts as soon as the earlier steps it depends on are done — every earlier step of its
+node, every earlier cluster step, and for a cluster step also every earlier step on a
+clustered node or on its join target. So the nodes' preparation (upload, localnode,
+certs, `clear error` while not clustered) runs concurrently, the master's `initialize`
+starts while the other nodes still upload, and each join starts once the cluster steps
+before it and its node's preparation are done. Joins run ``policy.join_concurrency`` at
+a time (default 1: one after another). On any failure nothing further starts; steps
+already running on other nodes finish.
 """
 
 from __future__ import annotations
@@ -60,11 +64,14 @@ log = structlog.get_logger(__name__)
 
 PREP_ACTIONS = frozenset({Action.UPLOAD, Action.LOCALNODE, Action.CERTS})
 FILE_ACTIONS = frozenset({Action.UPLOAD, Action.CERTS})
+CLUSTER_ACTIONS = frozenset(
+    {Action.INITIALIZE, Action.JOIN, Action.CONNECT, Action.REMOVE, Action.UPGRADE_SCHEMA}
+)
 
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    poll_interval: float = 0.5  # the longest wait between two polls (they start at 0.1 s)
+    poll_interval: float = 0.5  # the longest wait between two polls (they start at 0.05 s)
     settle_seconds: float = 30.0
     action_timeout: float | None = None  # default: policy.action_timeout_seconds
 
@@ -94,16 +101,25 @@ class ExecutionResult:
 
 
 class _Backoff:
-    """Poll delays: 0.1 s first, then x1.1 up to ``ceiling`` (asynchronous commands often
-    finish within a second or two; a fixed long poll would add most of a poll per command)."""
+    """Poll delays: ``FIRST_POLL`` (0.05 s) for the first ``FAST_POLLING`` seconds, then
+    x1.25 up to ``ceiling``. On the lab an asynchronous command finishes within a second
+    or two, on a real CMS in seconds to minutes: a short first phase keeps the delay
+    between a command finishing and the executor noticing small, the back-off keeps a
+    long command from being polled 20 times a second."""
+
+    FIRST_POLL = 0.05
+    FAST_POLLING = 1.5
+    FACTOR = 1.25
 
     def __init__(self, ceiling: float) -> None:
         self.ceiling = ceiling
-        self.delay = min(0.1, ceiling)
+        self.delay = min(self.FIRST_POLL, ceiling)
+        self.fast_until = time.monotonic() + self.FAST_POLLING
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.delay)
-        self.delay = min(self.delay * 1.1, self.ceiling)
+        if time.monotonic() >= self.fast_until:
+            self.delay = min(self.delay * self.FACTOR, self.ceiling)
 
 
 def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:
@@ -121,6 +137,103 @@ def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:
             out[-1][1].append(step)
         else:
             out.append((kind, [step]))
+    return out
+
+
+def is_cluster_step(step: Step, clustered: frozenset[str]) -> bool:
+    """A step that changes the cluster (membership, master, schema); `clear error` on a
+    node that is not clustered is preparation."""
+    if step.action is Action.CLEAR_ERROR:
+        return step.node in clustered
+    return step.action in CLUSTER_ACTIONS
+
+
+def clustered_nodes(spec: ClusterSpec, observed: Observed, steps: list[Step]) -> frozenset[str]:
+    """The step nodes that are clustered (or cannot be observed) when the run starts."""
+    view = build_view(spec, observed)
+    out = set()
+    for step in steps:
+        nv = view.node(step.node) or view.by_address(step.node)
+        if nv is None or not nv.reachable or nv.clustered:
+            out.add(step.node)
+    return frozenset(out)
+
+
+def join_targets(spec: ClusterSpec, observed: Observed, steps: list[Step]) -> dict[str, str]:
+    """Step id -> the node a join/connect names (its master), when it is known."""
+    view = build_view(spec, observed)
+    out: dict[str, str] = {}
+    for step in steps:
+        if step.action in (Action.JOIN, Action.CONNECT) and step.command:
+            address = step.command.split()[-1]
+            nv = view.by_address(address)
+            out[step.id] = nv.key if nv is not None else address
+    return out
+
+
+def step_predecessors(
+    steps: list[Step],
+    *,
+    clustered: frozenset[str],
+    targets: dict[str, str],
+    join_concurrency: int = 1,
+) -> list[frozenset[int]]:
+    """For each step (by index), the earlier steps that must be done before it starts.
+
+    Pure. Step ``i`` waits for an earlier step ``j`` when
+
+    * both run on the same node (plan order per node);
+    * ``j`` is a cluster step (initialize, join, connect, remove, upgrade_schema, `clear
+      error` on a clustered node): nothing passes a cluster change — except that joins
+      following one another among the cluster steps do not wait for each other when
+      ``join_concurrency`` > 1 (the executor's semaphore limits them);
+    * ``i`` is a cluster step and ``j`` runs on a node that is clustered (or unobservable)
+      at the start — its files and settings are in use by the cluster — or on the node
+      ``i`` joins/connects to;
+    * ``i`` is a cluster step and ``j``'s facts name ``i``'s node or target (``j`` must
+      check them before ``i`` may change them);
+    * ``i`` is preparation and its facts name ``j``'s node.
+
+    A cluster step does not wait for the preparation of the other nodes its facts name
+    (`initialize` names every node's `state` and `master`): the planner leaves out of
+    ``depends_on`` every fact an earlier step changes, so that preparation cannot change
+    them, and the step re-checks them right before it runs anyway.
+
+    Everything else — preparation of nodes not clustered — overlaps: the master's
+    `initialize` starts while other nodes still upload, and a join starts as soon as the
+    cluster steps before it and its own node's preparation are done.
+    """
+    out: list[frozenset[int]] = []
+    cluster = [is_cluster_step(s, clustered) for s in steps]
+    for i, step in enumerate(steps):
+        involved = {step.node}
+        target = targets.get(step.id)
+        if target is not None:
+            involved.add(target)
+        named = {f.node for f in step.depends_on}
+        joins_run = step.action is Action.JOIN and join_concurrency > 1
+        preds: set[int] = set()
+        for j in range(i - 1, -1, -1):
+            other = steps[j]
+            if cluster[j] and joins_run:
+                if other.action is Action.JOIN:
+                    continue  # an earlier join of the same run of joins
+                joins_run = False
+            if (
+                other.node == step.node
+                or cluster[j]
+                or (other.node in named and not cluster[i])
+                or (
+                    cluster[i]
+                    and (
+                        other.node in clustered
+                        or other.node in involved
+                        or any(f.node in involved for f in other.depends_on)
+                    )
+                )
+            ):
+                preds.add(j)
+        out.append(frozenset(preds))
     return out
 
 
@@ -160,32 +273,35 @@ class Executor:
 
     # ------------------------------------------------------------------ driver
     async def execute(self, plan: Plan) -> ExecutionResult:
-        for kind, steps in waves(plan.steps):
-            if self._result.error is not None:
-                break
-            if kind == "prep":
-                chains: dict[str, list[Step]] = {}
-                for step in steps:
-                    chains.setdefault(step.node, []).append(step)
-                await asyncio.gather(*(self._run_chain(c) for c in chains.values()))
-            elif kind == "join" and self.spec.policy.join_concurrency > 1:
-                limit = asyncio.Semaphore(self.spec.policy.join_concurrency)
+        steps = list(plan.steps)
+        if steps and self._result.error is None:
+            preds = step_predecessors(
+                steps,
+                clustered=clustered_nodes(self.spec, self.observed, steps),
+                targets=join_targets(self.spec, self.observed, steps),
+                join_concurrency=self.spec.policy.join_concurrency,
+            )
+            finished = [asyncio.Event() for _ in steps]
+            joins = asyncio.Semaphore(max(1, self.spec.policy.join_concurrency))
 
-                async def limited(step: Step, limit: asyncio.Semaphore = limit) -> None:
-                    async with limit:
+            async def scheduled(index: int) -> None:
+                try:
+                    for before in sorted(preds[index]):
+                        await finished[before].wait()
+                    step = steps[index]
+                    if step.action is Action.JOIN:
+                        async with joins:
+                            await self._run_one(step)
+                    else:
                         await self._run_one(step)
+                finally:
+                    finished[index].set()
 
-                await asyncio.gather(*(limited(s) for s in steps))
-            else:
-                await self._run_chain(steps)
+            async with asyncio.TaskGroup() as group:
+                for index in range(len(steps)):
+                    group.create_task(scheduled(index))
         self._result.observed = self.observed
         return self._result
-
-    async def _run_chain(self, steps: list[Step]) -> None:
-        for step in steps:
-            if self._result.error is not None:
-                return
-            await self._run_one(step)
 
     async def _run_one(self, step: Step) -> None:
         if self._result.error is not None:
@@ -251,15 +367,21 @@ class Executor:
             self.journal.mark("completed", step=step.id, node=step.node, command=step.command or "")
 
     def _touched(self, step: Step) -> list[str]:
+        """The nodes to re-observe before ``step``: its node, the nodes its facts name, a
+        join's/connect's target and — only when a fact is a `sync` (defined by the master's
+        own status) — the current master."""
         names: list[str] = [step.node]
         for fact in step.depends_on:
             if fact.node not in names:
                 names.append(fact.node)
+        joins = step.action in (Action.JOIN, Action.CONNECT) and bool(step.command)
+        if not joins and not any(f.key == "sync" for f in step.depends_on):
+            return names
         view = build_view(self.spec, self.observed)
         master = view.master_node
         if master is not None and master.key not in names:
             names.append(master.key)
-        if step.action in (Action.JOIN, Action.CONNECT) and step.command:
+        if joins and step.command:
             target = view.by_address(step.command.split()[-1])
             if target is not None and target.key not in names:
                 names.append(target.key)

@@ -7,8 +7,9 @@ one-connection-per-node rule and the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,21 @@ import pytest
 
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
 from reconciler.errors import CommandFailedError, DriftError, StepFailedError
-from reconciler.executor import ExecutionResult, Executor, ExecutorOptions, waves
+from reconciler.executor import (
+    ExecutionResult,
+    Executor,
+    ExecutorOptions,
+    step_predecessors,
+    waves,
+)
 from reconciler.executor_report import diagnose, relevant_log_lines
-from reconciler.fake_transport import FakeCluster, FakeTransport
+from reconciler.fake_transport import FakeCluster, FakeSession, FakeTransport
 from reconciler.plan_model import Action, LocalFile, Plan, Step
 from reconciler.planner import plan
 from reconciler.simulation import SimNode, World, observe, settle
 from reconciler.spec_model import ClusterSpec
 from reconciler.status_model import CommandResult
+from reconciler.transport import NodeTarget
 
 FAST = ExecutorOptions(poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0)
 CERT_FILES = {
@@ -326,3 +334,153 @@ def test_relevant_log_lines_filters_processes() -> None:
         "Nov 26 03:00:03 user.info cms1 dbcluster_watcher[3]: Operation Complete\n"
     )
     assert relevant_log_lines(text) == [text.splitlines()[0], text.splitlines()[2]]
+
+
+# ----------------------------------------------------------- dependency-driven scheduling
+class SlowUploads(FakeTransport):
+    """Uploads on the nodes in ``slow`` take ``delay`` seconds (the others are instant)."""
+
+    def __init__(self, cluster: FakeCluster, slow: set[str], delay: float) -> None:
+        super().__init__(cluster)
+        self.slow = slow
+        self.delay = delay
+
+    async def session(self, target: NodeTarget) -> FakeSession:
+        session = await super().session(target)
+        if target.name in self.slow and not isinstance(session, _SlowSession):
+            session = _SlowSession(target=session.target, cluster=session.cluster, delay=self.delay)
+            self._sessions[target.name] = session
+        return session
+
+
+@dataclass
+class _SlowSession(FakeSession):
+    delay: float = 0.0
+
+    async def upload(self, local_path: str, remote_name: str) -> None:
+        await asyncio.sleep(self.delay)
+        await super().upload(local_path, remote_name)
+
+
+def _started(lines: list[str]) -> list[str]:
+    return [line.split("]")[0][1:] for line in lines if line.endswith(" ...")]
+
+
+async def test_initialize_overlaps_other_nodes_preparation_and_order_holds(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    members_at_join: dict[str, tuple[str, ...]] = {}
+
+    def record(world: World, node: str, command: str) -> World:
+        if " join " in f" {command} ":
+            members_at_join[node] = world.membership
+        return world
+
+    cluster = FakeCluster(fresh_world(3), async_polls=2, before_command=record)
+    h = Harness(spec, cluster, tmp_path)
+    h.transport = SlowUploads(cluster, {"n2", "n3"}, delay=0.02)
+    the_plan = replan(spec, cluster.world, files)
+    result = await h.execute(the_plan)
+    assert result.ok, result.error
+    assert replan(spec, cluster.world, files).steps == ()
+    done = [c for _, c in cluster.commands]
+    initialize = done.index("database cluster initialize")
+    # the master's initialize ran while the other nodes were still uploading
+    last_upload_n3 = max(
+        i for i, (n, c) in enumerate(cluster.commands) if n == "n3" and "sftp" in c
+    )
+    assert initialize < last_upload_n3
+    # per node, the commands ran in plan order
+    for node in ("n1", "n2", "n3"):
+        planned = [
+            s.command or f"sftp put {s.upload.remote_name if s.upload else ''}"
+            for s in the_plan.steps
+            if s.node == node
+        ]
+        assert [c for n, c in cluster.commands if n == node] == planned
+    # a join only after initialize and after all of its node's preparation
+    for node in ("n2", "n3"):
+        own = [i for i, (n, _) in enumerate(cluster.commands) if n == node]
+        join = own[-1]
+        assert cluster.commands[join][1] == "database cluster join 127.0.20.1"
+        assert join > initialize
+        assert all(i < join for i in own[:-1])
+    # join_concurrency 1: the second join started after the first one had taken effect
+    assert "127.0.20.2" in members_at_join["n3"] or "127.0.20.3" in members_at_join["n2"]
+
+
+async def test_failure_stops_new_starts_while_running_steps_finish(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(
+        fresh_world(3),
+        fail_commands={("n1", "database cluster localnode a"): "interface a not configured"},
+    )
+    h = Harness(spec, cluster, tmp_path)
+    h.transport = SlowUploads(cluster, {"n2", "n3"}, delay=0.02)
+    the_plan = replan(spec, cluster.world, files)
+    result = await h.execute(the_plan)
+    assert isinstance(result.error, CommandFailedError)
+    failed = result.failed_step
+    assert failed is not None and failed.node == "n1" and failed.action is Action.LOCALNODE
+    failure_line = next(i for i, line in enumerate(h.lines) if "FAILED" in line)
+    assert not any(line.endswith(" ...") for line in h.lines[failure_line:])
+    assert not any("initialize" in c or "join" in c for _, c in cluster.commands)
+    # n2/n3 were mid-preparation: the step each was running finished, nothing after it
+    started = set(_started(h.lines))
+    records = {r.step.id: r.outcome for r in result.records}
+    assert set(records) == started
+    assert len([s for s in the_plan.steps if s.node != "n1" and s.id in started]) < len(
+        [s for s in the_plan.steps if s.node != "n1"]
+    )
+
+
+def _step(i: int, node: str, action: Action, command: str | None = None) -> Step:
+    return Step(id=f"s{i:02}", node=node, action=action, command=command or f"c{i}", reason="r")
+
+
+def test_step_predecessors_of_a_fresh_cluster() -> None:
+    join = "database cluster join 10.0.0.1"
+    steps = [
+        _step(1, "n1", Action.UPLOAD),
+        _step(2, "n2", Action.UPLOAD),
+        _step(3, "n3", Action.UPLOAD),
+        _step(4, "n1", Action.CERTS),
+        _step(5, "n2", Action.CERTS),
+        _step(6, "n3", Action.CERTS),
+        _step(7, "n1", Action.INITIALIZE),
+        _step(8, "n2", Action.JOIN, join),
+        _step(9, "n3", Action.JOIN, join),
+    ]
+    targets = {"s08": "n1", "s09": "n1"}
+    preds = step_predecessors(steps, clustered=frozenset(), targets=targets)
+    assert preds[3] == {0}  # n1's certs after n1's upload only
+    assert preds[6] == {0, 3}  # initialize: n1's preparation, not n2's or n3's
+    assert preds[7] == {0, 1, 3, 4, 6}  # join n2: its preparation, the master's, initialize
+    assert preds[8] == {0, 2, 3, 5, 6, 7}  # join n3 also after join n2 (one at a time)
+    concurrent = step_predecessors(
+        steps, clustered=frozenset(), targets=targets, join_concurrency=2
+    )
+    assert concurrent[8] == {0, 2, 3, 5, 6}
+    # a node clustered at the start: a cluster step waits for its preparation (files in use)
+    clustered = step_predecessors(steps, clustered=frozenset({"n3"}), targets=targets)
+    assert clustered[6] == {0, 2, 3, 5}
+
+
+def test_preparation_after_a_cluster_step_waits_for_it() -> None:
+    steps = [
+        _step(1, "n2", Action.REMOVE),
+        _step(2, "n2", Action.CERTS),
+        _step(3, "n3", Action.REMOVE),
+        _step(4, "n3", Action.LOCALNODE),
+        _step(5, "n4", Action.UPLOAD),
+        _step(6, "n2", Action.JOIN, "database cluster join 10.0.0.1"),
+    ]
+    members = frozenset({"n1", "n2", "n3"})
+    preds = step_predecessors(steps, clustered=members, targets={"s06": "n1"})
+    assert preds[1] == {0}
+    assert preds[2] == {0, 1}  # the second remove waits for n2's preparation (n2 clustered)
+    assert preds[4] == {0, 2}  # n4's upload: only after the cluster steps before it
+    assert preds[5] == {0, 1, 2, 3}  # n4 is not clustered: its upload does not hold the join
