@@ -201,6 +201,13 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--watch-port", type=int, default=None, help="watcher port (ssh-port+1000)")
     u.add_argument("--wording", choices=("master", "primary"), default=None)
     u.add_argument("--latency-ms", type=int, default=None, help="delay before each MMP answer")
+    u.add_argument(
+        "--light",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="light nodes (for many nodes, e.g. --nodes 150 --light): no PostgreSQL until "
+        "`initialize`/`join` creates the node's cluster database; otherwise fully functional",
+    )
     u.add_argument("--timeout", type=float, default=180.0)
     sub.add_parser("down", help="stop everything; data stays in --dir")
     sub.add_parser("status", help="show the nodes")
@@ -222,7 +229,7 @@ def config_for_up(paths: LabPaths, a: argparse.Namespace) -> LabConfig:
                 f"{paths.root} holds a lab of {len(cfg.nodes)} nodes; "
                 f"use another --dir for {a.nodes}"
             )
-        return with_overrides(cfg, a.wording, a.latency_ms)
+        return with_overrides(cfg, a.wording, a.latency_ms, a.light)
     return make_config(
         nodes=a.nodes or 3,
         base_address=a.base_address or DEFAULT_BASE_ADDRESS,
@@ -232,6 +239,7 @@ def config_for_up(paths: LabPaths, a: argparse.Namespace) -> LabConfig:
         latency_ms=a.latency_ms or 0,
         pg_port=a.pg_port,
         watch_port=a.watch_port,
+        light=bool(a.light),
     )
 
 

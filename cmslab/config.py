@@ -37,6 +37,7 @@ class LabConfig:
     wording: str = "master"
     latency_ms: int = 0
     admin_user: str = "admin"
+    light: bool = False  # no pre-cluster PostgreSQL (pg-local): nodes run one only while clustered
     extra: dict[str, str] = field(default_factory=dict)
 
     def node(self, name_or_address: str) -> NodeConfig:
@@ -65,6 +66,7 @@ def make_config(
     latency_ms: int = 0,
     pg_port: int | None = None,
     watch_port: int | None = None,
+    light: bool = False,
 ) -> LabConfig:
     if nodes < 1:
         raise ValueError("--nodes must be at least 1")
@@ -88,7 +90,7 @@ def make_config(
                 watch_port=watch_port if watch_port is not None else ssh_port + WATCH_PORT_OFFSET,
             )
         )
-    return LabConfig(nodes=tuple(out), wording=wording, latency_ms=latency_ms)
+    return LabConfig(nodes=tuple(out), wording=wording, latency_ms=latency_ms, light=light)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,11 @@ def read_config(paths: LabPaths) -> LabConfig:
     return LabConfig.from_json(paths.lab_json.read_text())
 
 
-def with_overrides(cfg: LabConfig, wording: str | None, latency_ms: int | None) -> LabConfig:
+def with_overrides(
+    cfg: LabConfig, wording: str | None, latency_ms: int | None, light: bool | None = None
+) -> LabConfig:
+    if light is not None:
+        cfg = replace(cfg, light=light)
     if wording is not None:
         cfg = replace(cfg, wording=wording)
     if latency_ms is not None:

@@ -176,6 +176,17 @@ class LabNode:
         pgproc.write_conf(self.local_data, self.local_settings(), ["local all all trust"])
         await pgproc.start(self.local_data, self.log_dir / "pg-local.log")
 
+    async def start_unclustered_db(self) -> None:
+        """The database of a node that is not clustered: `pg-local`, or none on a light node.
+
+        Nothing an unclustered node answers (status, certs, SFTP, connect) reads it, so a light
+        node runs PostgreSQL only while clustered: `initialize`/`join` create `pg-cluster`.
+        """
+        if self.lab.cfg.light:
+            return
+        if pgproc.postmaster_pid(self.local_data) is None:
+            await self.start_local()
+
     async def start_cluster(self) -> None:
         pgproc.write_conf(self.cluster_data, self.cluster_settings(), self.CLUSTER_HBA)
         await pgproc.start(self.cluster_data, self.log_dir / "pg-cluster.log")
@@ -200,7 +211,7 @@ class LabNode:
                     pgproc.set_standby(self.cluster_data, "")
                 await self.start_cluster()
             else:
-                await self.start_local()
+                await self.start_unclustered_db()
         if not self.db_blocked:
             await self.proxy.start()
         self.watch_server = await asyncio.start_server(

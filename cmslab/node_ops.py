@@ -122,8 +122,7 @@ async def back_to_local(node: LabNode) -> None:
     await pgproc.stop(node.cluster_data, "fast")
     if node.cluster_data.exists():
         shutil.rmtree(node.cluster_data)
-    if pgproc.postmaster_pid(node.local_data) is None:
-        await node.start_local()
+    await node.start_unclustered_db()
 
 
 async def do_remove(node: LabNode) -> None:

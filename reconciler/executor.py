@@ -25,9 +25,12 @@ starts as soon as the earlier steps it depends on are done — every earlier ste
 node, every earlier cluster step, and for a cluster step also every earlier step on a
 clustered node or on its join target. So the nodes' preparation (upload, localnode,
 certs, `clear error` while not clustered) runs concurrently, the master's `initialize`
-starts while the other nodes still upload, and each join starts once the cluster steps
-before it and its node's preparation are done. Joins run ``policy.join_concurrency`` at
-a time (default 1: one after another). On any failure nothing further starts; steps
+starts without waiting for the other nodes' preparation, and each join starts once the
+cluster steps before it and its node's preparation are done. Preparation the next
+cluster step does not need waits until that step has *started*
+(:func:`deferred_preparation`): the critical path (the master's preparation, then
+`initialize`) does not share the process with it. Joins run ``policy.join_concurrency``
+at a time (default 1: one after another). On any failure nothing further starts; steps
 already running on other nodes finish.
 """
 
@@ -63,7 +66,6 @@ from reconciler.transport import Transport, target_for
 log = structlog.get_logger(__name__)
 
 PREP_ACTIONS = frozenset({Action.UPLOAD, Action.LOCALNODE, Action.CERTS})
-FILE_ACTIONS = frozenset({Action.UPLOAD, Action.CERTS})
 CLUSTER_ACTIONS = frozenset(
     {Action.INITIALIZE, Action.JOIN, Action.CONNECT, Action.REMOVE, Action.UPGRADE_SCHEMA}
 )
@@ -237,6 +239,37 @@ def step_predecessors(
     return out
 
 
+def deferred_preparation(
+    steps: list[Step], preds: list[frozenset[int]], clustered: frozenset[str]
+) -> dict[int, int]:
+    """Preparation that gives way to the critical path: step index -> the index of the
+    cluster step whose *start* it waits for.
+
+    Pure. A preparation step that the next cluster step after it does not need (not even
+    through other steps) starts only once that cluster step has started. On fresh nodes
+    the master's preparation and `initialize` then run without the other nodes'
+    preparation competing for the same process and cores; the other nodes prepare
+    while `initialize` runs, long before their joins. No cycle is possible: the cluster
+    step does not wait for the step deferred to it (by construction), and every other
+    wait points to an earlier step or an earlier-starting cluster step.
+    """
+    ancestors: list[set[int]] = []
+    for i in range(len(steps)):
+        found: set[int] = set(preds[i])
+        for j in preds[i]:
+            found |= ancestors[j]
+        ancestors.append(found)
+    cluster = [is_cluster_step(s, clustered) for s in steps]
+    out: dict[int, int] = {}
+    for i in range(len(steps)):
+        if cluster[i]:
+            continue
+        nxt = next((c for c in range(i + 1, len(steps)) if cluster[c]), None)
+        if nxt is not None and i not in ancestors[nxt]:
+            out[i] = nxt
+    return out
+
+
 def describe_changes(changed: tuple[tuple[object, str | None], ...]) -> tuple[str, ...]:
     lines = []
     for fact, current in changed:
@@ -275,12 +308,15 @@ class Executor:
     async def execute(self, plan: Plan) -> ExecutionResult:
         steps = list(plan.steps)
         if steps and self._result.error is None:
+            clustered = clustered_nodes(self.spec, self.observed, steps)
             preds = step_predecessors(
                 steps,
-                clustered=clustered_nodes(self.spec, self.observed, steps),
+                clustered=clustered,
                 targets=join_targets(self.spec, self.observed, steps),
                 join_concurrency=self.spec.policy.join_concurrency,
             )
+            deferred = deferred_preparation(steps, preds, clustered)
+            started = [asyncio.Event() for _ in steps]
             finished = [asyncio.Event() for _ in steps]
             joins = asyncio.Semaphore(max(1, self.spec.policy.join_concurrency))
 
@@ -288,13 +324,18 @@ class Executor:
                 try:
                     for before in sorted(preds[index]):
                         await finished[before].wait()
+                    if index in deferred:
+                        await started[deferred[index]].wait()
                     step = steps[index]
                     if step.action is Action.JOIN:
                         async with joins:
+                            started[index].set()
                             await self._run_one(step)
                     else:
+                        started[index].set()
                         await self._run_one(step)
                 finally:
+                    started[index].set()
                     finished[index].set()
 
             async with asyncio.TaskGroup() as group:
@@ -391,10 +432,25 @@ class Executor:
         run = await observe_nodes(self.spec, self.transport, names, with_files=with_files)
         self.observed = merge_observations(self.observed, run.observed)
 
+    async def _refresh_files(self, name: str) -> None:
+        """Re-read only the SFTP listing of ``name`` (an upload's outcome is its checksum);
+        a transport error falls back to a full re-observation, which records it."""
+        obs = self.observed.get(name)
+        if not obs.reachable:
+            await self._reobserve([name], with_files=True)
+            return
+        try:
+            session = await self.transport.session(target_for(self.spec, name))
+            files = await session.list_files()
+        except TransportError:
+            await self._reobserve([name], with_files=True)
+            return
+        fresh = Observed(nodes={name: obs.model_copy(update={"files": files})})
+        self.observed = merge_observations(self.observed, fresh)
+
     async def _check_facts(self, step: Step) -> None:
-        with_files = step.action in FILE_ACTIONS or any(
-            f.key.startswith(FILE_PREFIX) for f in step.depends_on
-        )
+        # the listing only when a fact is a file's checksum (an upload's own file:<name>)
+        with_files = any(f.key.startswith(FILE_PREFIX) for f in step.depends_on)
         deadline = time.monotonic() + self.options.settle_seconds
         backoff = _Backoff(self.options.poll_interval)
         while True:
@@ -538,8 +594,10 @@ class Executor:
         fresh = step.action in ASYNC_ACTIONS  # _wait_for_result just observed the node
         backoff = _Backoff(self.options.poll_interval)
         while True:
-            if not fresh:
-                await self._reobserve([step.node], with_files=with_files)
+            if not fresh and with_files:
+                await self._refresh_files(step.node)
+            elif not fresh:
+                await self._reobserve([step.node], with_files=False)
             fresh = False
             problem = outcome_problem(step, self.observed.get(step.node))
             if problem is None:

@@ -9,6 +9,7 @@ Running it twice works: the lab resumes and the second apply has nothing to do.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -19,7 +20,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-LAB_DIR = ROOT / ".lab"
+
+
+def _lab_dir() -> Path:
+    """`./.lab`, unless (as root) the `postgres` user could not reach it: then a /tmp directory."""
+    preferred = ROOT / ".lab"
+    if os.geteuid() != 0:
+        return preferred
+    for parent in [ROOT, *ROOT.parents]:
+        if not parent.stat().st_mode & 0o001:  # not traversable by others
+            digest = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+            return Path("/tmp") / f"cmslab-demo-{digest}"
+    return preferred
+
+
+LAB_DIR = _lab_dir()
 
 
 def banner(text: str) -> None:

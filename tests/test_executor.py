@@ -21,6 +21,7 @@ from reconciler.executor import (
     ExecutionResult,
     Executor,
     ExecutorOptions,
+    deferred_preparation,
     step_predecessors,
     waves,
 )
@@ -177,8 +178,11 @@ async def test_drift_before_a_step_stops_with_the_changed_facts(
     failed = result.failed_step
     assert failed is not None and failed.node == "n3"
     assert ("n3", failed.command) not in cluster.commands
-    ran_after = [r for r in result.records if r.outcome == "done" and r.step.id > failed.id]
-    assert ran_after == []
+    # steps run by dependencies, not plan order: what ran before the failure may have a
+    # later id (the initialize that broke n3), but nothing started after it
+    failure_line = next(i for i, line in enumerate(h.lines) if "DRIFT" in line)
+    assert not any(line.endswith(" ...") for line in h.lines[failure_line:])
+    assert not any("join" in c for _, c in cluster.commands)
 
 
 async def test_async_failure_stops_and_diagnoses(
@@ -220,9 +224,9 @@ async def test_refused_command_is_audited_and_stops(
     h = Harness(spec, cluster, tmp_path)
     result = await h.execute(replan(spec, cluster.world, files))
     assert isinstance(result.error, CommandFailedError)
-    last = h.audit.entries()[-1]
-    assert last["command"] == "database cluster initialize"
-    assert last["result"] == "failed" and last["exit_status"] == 1
+    refused = [e for e in h.audit.entries() if e["command"] == "database cluster initialize"]
+    assert len(refused) == 1
+    assert refused[0]["result"] == "failed" and refused[0]["exit_status"] == 1
     assert not any("join" in c for _, c in cluster.commands)
 
 
@@ -415,8 +419,7 @@ async def test_failure_stops_new_starts_while_running_steps_finish(
 ) -> None:
     spec = make_spec(3)
     cluster = FakeCluster(
-        fresh_world(3),
-        fail_commands={("n1", "database cluster localnode a"): "interface a not configured"},
+        fresh_world(3), fail_commands={("n1", "database cluster initialize"): "no licence"}
     )
     h = Harness(spec, cluster, tmp_path)
     h.transport = SlowUploads(cluster, {"n2", "n3"}, delay=0.02)
@@ -424,17 +427,19 @@ async def test_failure_stops_new_starts_while_running_steps_finish(
     result = await h.execute(the_plan)
     assert isinstance(result.error, CommandFailedError)
     failed = result.failed_step
-    assert failed is not None and failed.node == "n1" and failed.action is Action.LOCALNODE
+    assert failed is not None and failed.node == "n1" and failed.action is Action.INITIALIZE
     failure_line = next(i for i, line in enumerate(h.lines) if "FAILED" in line)
     assert not any(line.endswith(" ...") for line in h.lines[failure_line:])
-    assert not any("initialize" in c or "join" in c for _, c in cluster.commands)
-    # n2/n3 were mid-preparation: the step each was running finished, nothing after it
+    assert not any("join" in c for _, c in cluster.commands)
+    # n2/n3 started preparing with initialize: the upload each was running finished
+    # (recorded done), nothing after it started
     started = set(_started(h.lines))
+    others = [s for s in the_plan.steps if s.node != "n1"]
+    running = [s for s in others if s.id in started]
+    assert running and len(running) < len(others)
     records = {r.step.id: r.outcome for r in result.records}
     assert set(records) == started
-    assert len([s for s in the_plan.steps if s.node != "n1" and s.id in started]) < len(
-        [s for s in the_plan.steps if s.node != "n1"]
-    )
+    assert all(records[s.id] == "done" for s in running)
 
 
 def _step(i: int, node: str, action: Action, command: str | None = None) -> Step:
@@ -484,3 +489,24 @@ def test_preparation_after_a_cluster_step_waits_for_it() -> None:
     assert preds[2] == {0, 1}  # the second remove waits for n2's preparation (n2 clustered)
     assert preds[4] == {0, 2}  # n4's upload: only after the cluster steps before it
     assert preds[5] == {0, 1, 2, 3}  # n4 is not clustered: its upload does not hold the join
+
+
+def test_preparation_not_needed_by_the_next_cluster_step_waits_for_its_start() -> None:
+    join = "database cluster join 10.0.0.1"
+    steps = [
+        _step(1, "n1", Action.UPLOAD),
+        _step(2, "n2", Action.UPLOAD),
+        _step(3, "n1", Action.CERTS),
+        _step(4, "n2", Action.CERTS),
+        _step(5, "n1", Action.INITIALIZE),
+        _step(6, "n2", Action.JOIN, join),
+        _step(7, "n3", Action.UPLOAD),
+    ]
+    preds = step_predecessors(steps, clustered=frozenset(), targets={"s06": "n1"})
+    # n2's preparation gives way to initialize; n1's is what initialize needs; n3's upload
+    # comes after the join (a cluster step): it waits for it to finish, not just start
+    assert deferred_preparation(steps, preds, frozenset()) == {1: 4, 3: 4}
+    # clustered n2: initialize waits for n2's preparation, so nothing is deferred
+    clustered = frozenset({"n2"})
+    preds = step_predecessors(steps, clustered=clustered, targets={"s06": "n1"})
+    assert deferred_preparation(steps, preds, clustered) == {}
