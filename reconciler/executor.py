@@ -202,8 +202,9 @@ def step_predecessors(
     them, and the step re-checks them right before it runs anyway.
 
     Everything else — preparation of nodes not clustered — overlaps: the master's
-    `initialize` starts while other nodes still upload, and a join starts as soon as the
-    cluster steps before it and its own node's preparation are done.
+    `initialize` runs while the other nodes upload (see :func:`deferred_preparation`),
+    and a join starts as soon as the cluster steps before it and its own node's
+    preparation are done.
     """
     out: list[frozenset[int]] = []
     cluster = [is_cluster_step(s, clustered) for s in steps]
@@ -338,9 +339,14 @@ class Executor:
                     started[index].set()
                     finished[index].set()
 
-            async with asyncio.TaskGroup() as group:
-                for index in range(len(steps)):
-                    group.create_task(scheduled(index))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for index in range(len(steps)):
+                        group.create_task(scheduled(index))
+            except BaseExceptionGroup as errors:
+                # An error no step handles (the lock lost, the audit log unwritable, a bug)
+                # cancels the other steps and propagates as itself, as it did before.
+                raise errors.exceptions[0] from None
         self._result.observed = self.observed
         return self._result
 

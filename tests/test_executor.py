@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
-from reconciler.errors import CommandFailedError, DriftError, StepFailedError
+from reconciler.errors import CommandFailedError, DriftError, LockHeldError, StepFailedError
 from reconciler.executor import (
     ExecutionResult,
     Executor,
@@ -510,3 +510,26 @@ def test_preparation_not_needed_by_the_next_cluster_step_waits_for_its_start() -
     clustered = frozenset({"n2"})
     preds = step_predecessors(steps, clustered=clustered, targets={"s06": "n1"})
     assert deferred_preparation(steps, preds, clustered) == {}
+
+
+async def test_an_error_no_step_handles_propagates_as_itself(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    class LostLock:
+        def refresh(self) -> None:
+            raise LockHeldError("lost the lock: it was broken by someone else")
+
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3))
+    executor = Executor(
+        spec,
+        FakeTransport(cluster),
+        observed=observe(cluster.world),
+        audit=AuditLog(audit_path(tmp_path, spec.cluster), cluster=spec.cluster, run_id="r"),
+        journal=Journal(journal_path(tmp_path, spec.cluster), spec.cluster, "r"),
+        lock=LostLock(),  # type: ignore[arg-type]
+        options=FAST,
+    )
+    with pytest.raises(LockHeldError, match="lost the lock"):
+        await executor.execute(replan(spec, cluster.world, files))
+    assert not any("initialize" in c for _, c in cluster.commands)

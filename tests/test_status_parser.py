@@ -556,7 +556,7 @@ def test_render_an_unconnected_member_as_disconnected(role: MemberRole, raw: str
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "status-format.md"
-FACTS = Path("/work/shared/cms-mmp-facts.md")
+FACTS = Path(__file__).resolve().parents[2] / "shared" / "cms-mmp-facts.md"
 
 
 def code_blocks(markdown: str) -> list[str]:
