@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +300,7 @@ async def _apply(
                 return EXIT_ERROR
             state_dir = lock.path.parent
             run_id = lock.info.run_id
+            stop = asyncio.Event()
             executor = Executor(
                 spec,
                 transport,
@@ -306,8 +310,16 @@ async def _apply(
                 lock=lock,
                 options=executor_options(args),
                 progress=_out,
+                stop=stop,
             )
-            result = await executor.execute(the_plan)
+            with _stop_on_signals(stop):
+                result = await executor.execute(the_plan)
+            if result.stopped and result.error is None:
+                _out(
+                    f"Stopped by a signal after {len(result.done)} step(s); the running step "
+                    "finished and the lock is released. Run apply again to continue."
+                )
+                return EXIT_ERROR
             if result.error is not None:
                 step = result.failed_step
                 if isinstance(result.error, DriftError):
@@ -325,6 +337,25 @@ async def _apply(
         return await _verify(loaded, args, transport)
     finally:
         await transport.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT during apply: finish the running step, start nothing new, release the
+    lock (the caller's `finally`), exit 1. A second signal is not needed and is ignored."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 def _running(observed: Observed) -> list[str]:

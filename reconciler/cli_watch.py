@@ -32,7 +32,7 @@ from reconciler.cert_checks import CertFormatError, certificate_expiry
 from reconciler.cli_live import STATE_DIR_NAME
 from reconciler.cluster_verdict import cluster_verdict
 from reconciler.errors import DriftError, LockHeldError, ReconcilerError
-from reconciler.executor import Executor, ExecutorOptions, waves
+from reconciler.executor import Executor, ExecutorOptions
 from reconciler.logging_setup import configure_logging
 from reconciler.metrics import HealthState, MetricsServer, WatchMetrics, start_metrics_server
 from reconciler.observer import observe_cluster
@@ -252,17 +252,11 @@ class LiveClusterRunner:
                 lock=lock,
                 options=self.executor_options,
                 progress=lambda line: log.info("apply", cluster=cluster, detail=line),
+                stop=stop,
             )
-            # The executor has no stop flag of its own: run it wave by wave (a wave is
-            # one step, or consecutive preparation steps / joins run together) and
-            # check the flag between waves, so the running wave always finishes.
-            for _kind, wave in waves(steps):
-                if stop.is_set():
-                    stopped = True
-                    break
-                result = await executor.execute(plan.model_copy(update={"steps": tuple(wave)}))
-                if not result.ok:
-                    break
+            # Once `stop` is set the executor starts no further step; running ones finish.
+            result = await executor.execute(plan.model_copy(update={"steps": steps}))
+            stopped = result.stopped
         except BaseException:
             await self.drop_transport()
             raise

@@ -92,6 +92,7 @@ class ExecutionResult:
     error: ReconcilerError | None = None
     failed_step: Step | None = None
     observed: Observed = field(default_factory=Observed)
+    stopped: bool = False  # a stop was requested; steps not yet started were not run
 
     @property
     def ok(self) -> bool:
@@ -122,24 +123,6 @@ class _Backoff:
         await asyncio.sleep(self.delay)
         if time.monotonic() >= self.fast_until:
             self.delay = min(self.delay * self.FACTOR, self.ceiling)
-
-
-def waves(steps: tuple[Step, ...] | list[Step]) -> list[tuple[str, list[Step]]]:
-    """Split the plan into runs: ("prep", ...), ("join", ...) or ("single", [step])."""
-    out: list[tuple[str, list[Step]]] = []
-    for step in steps:
-        kind = (
-            "prep"
-            if step.action in PREP_ACTIONS
-            else "join"
-            if step.action is Action.JOIN
-            else "single"
-        )
-        if kind != "single" and out and out[-1][0] == kind:
-            out[-1][1].append(step)
-        else:
-            out.append((kind, [step]))
-    return out
 
 
 def is_cluster_step(step: Step, clustered: frozenset[str]) -> bool:
@@ -293,8 +276,12 @@ class Executor:
         lock: ApplyLock | None = None,
         options: ExecutorOptions | None = None,
         progress: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
+        """``stop``: once set, no further step starts; steps already running finish
+        (SIGTERM/SIGINT in `apply` and `watch`: finish the current step, then stop)."""
         self.spec = spec
+        self.stop = stop
         self.transport = transport
         self.observed = observed
         self.audit = audit
@@ -352,6 +339,11 @@ class Executor:
 
     async def _run_one(self, step: Step) -> None:
         if self._result.error is not None:
+            return
+        if self.stop is not None and self.stop.is_set():
+            if not self._result.stopped:
+                self._progress(f"stop requested: {step.id} and later steps not started")
+            self._result.stopped = True
             return
         started = time.monotonic()
         label = step.command or f"upload {step.upload.remote_name if step.upload else '?'}"

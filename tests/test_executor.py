@@ -23,7 +23,6 @@ from reconciler.executor import (
     ExecutorOptions,
     deferred_preparation,
     step_predecessors,
-    waves,
 )
 from reconciler.executor_report import diagnose, relevant_log_lines
 from reconciler.fake_transport import FakeCluster, FakeSession, FakeTransport
@@ -309,26 +308,39 @@ async def test_unreachable_node_is_held_back_and_the_rest_converges(
     assert set(cluster.world.membership) == {f"127.0.20.{i}" for i in range(1, 5)}
 
 
-def test_waves_group_preparation_and_joins() -> None:
-    def step(i: int, node: str, action: Action) -> Step:
-        return Step(id=f"s{i:02}", node=node, action=action, command=f"c{i}", reason="r")
+async def test_stop_requested_lets_the_running_step_finish_and_starts_nothing_new(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=2)
+    h = Harness(spec, cluster, tmp_path)
+    the_plan = replan(spec, cluster.world, files)
+    stop = asyncio.Event()
 
-    steps = [
-        step(1, "n1", Action.LOCALNODE),
-        step(2, "n2", Action.LOCALNODE),
-        step(3, "n1", Action.CERTS),
-        step(4, "n1", Action.INITIALIZE),
-        step(5, "n2", Action.JOIN),
-        step(6, "n3", Action.JOIN),
-        step(7, "n4", Action.REMOVE),
-    ]
-    got = [(kind, [s.id for s in group]) for kind, group in waves(steps)]
-    assert got == [
-        ("prep", ["s01", "s02", "s03"]),
-        ("single", ["s04"]),
-        ("join", ["s05", "s06"]),
-        ("single", ["s07"]),
-    ]
+    def progress(line: str) -> None:  # SIGTERM arrives while `initialize` runs
+        h.lines.append(line)
+        if "database cluster initialize ..." in line:
+            stop.set()
+
+    executor = Executor(
+        spec,
+        h.transport,
+        observed=observe(cluster.world),
+        audit=h.audit,
+        journal=h.journal,
+        options=FAST,
+        progress=progress,
+        stop=stop,
+    )
+    result = await executor.execute(the_plan)
+    assert result.ok and result.stopped
+    done = {r.step.action for r in result.records}
+    assert Action.INITIALIZE in done  # the running step finished
+    assert Action.JOIN not in done  # nothing started after the stop
+    assert cluster.world.master == "127.0.20.1"
+    assert any("stop requested" in line for line in h.lines)
+    rest = replan(spec, cluster.world, files)  # a later run picks up the rest
+    assert [s.action for s in rest.steps if s.action is Action.JOIN] == [Action.JOIN] * 2
 
 
 def test_relevant_log_lines_filters_processes() -> None:
