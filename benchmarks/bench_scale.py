@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -42,6 +41,7 @@ from ruamel.yaml import YAML
 
 from cmslab import cleanup, cli, labfiles
 from cmslab.config import LabConfig, LabPaths, make_config
+from cmslab.ports import port_is_free
 from reconciler.cli_watch import LiveClusterRunner
 from reconciler.logging_setup import configure_logging
 from reconciler.watch_loop import Revision
@@ -61,23 +61,13 @@ def lab_base(i: int) -> str:
 # --- the light lab -------------------------------------------------------------------------
 
 
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def light_config(base_address: str, nodes: int, latency_ms: int) -> LabConfig:
     """A light lab of ``nodes`` nodes on SSH/watch/database ports free on every address."""
     probe = make_config(nodes, base_address=base_address, light=True)
     addresses = [n.address for n in probe.nodes]
     for ssh in range(24300, 25900, 7):
         db = ssh + 3000
-        if all(_free(a, p) for a in addresses for p in (ssh, ssh + 1000, db, db + 10000)):
+        if all(port_is_free(a, p) for a in addresses for p in (ssh, ssh + 1000, db, db + 10000)):
             return make_config(
                 nodes,
                 base_address=base_address,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,16 +12,7 @@ from pathlib import Path
 
 from cmslab import cleanup, cli
 from cmslab.config import LabConfig, LabPaths, make_config
-
-
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
+from cmslab.ports import port_is_free
 
 
 @dataclass
@@ -42,7 +32,7 @@ def bench_lab(base_address: str, nodes: int, latency_ms: int = 0) -> Iterator[Be
     port = next(
         p
         for p in range(24300, 25900, 7)
-        if all(_free(a, q) for a in addresses for q in (p, p + 1000))
+        if all(port_is_free(a, q) for a in addresses for q in (p, p + 1000))
     )
     cfg = make_config(nodes, base_address=base_address, ssh_port=port, latency_ms=latency_ms)
     try:

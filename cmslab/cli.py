@@ -26,6 +26,7 @@ from cmslab.config import (
     with_overrides,
     write_config,
 )
+from cmslab.ports import port_is_free
 
 
 class LabError(RuntimeError):
@@ -80,12 +81,8 @@ def busy_ports(cfg: LabConfig) -> list[str]:
     out = []
     for n in cfg.nodes:
         for port in (n.ssh_port, n.db_port, n.pg_port, n.watch_port):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((n.address, port))
-                except OSError:
-                    out.append(f"{n.address}:{port}")
+            if not port_is_free(n.address, port):
+                out.append(f"{n.address}:{port}")
     return out
 
 

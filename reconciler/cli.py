@@ -95,7 +95,7 @@ def _snapshot_for(loaded: LoadedSpec, observed_arg: Path, several: bool) -> Path
 def _observe(loaded: LoadedSpec, args: argparse.Namespace, several: bool) -> Observed:
     if args.observed is not None:
         return load_snapshot(_snapshot_for(loaded, args.observed, several))
-    from reconciler.cli_live import observe_for_plan  # live I/O only when asked for
+    from reconciler.cli_live import observe_for_plan
 
     return asyncio.run(observe_for_plan(loaded, args))
 
@@ -136,6 +136,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here so that importing reconciler.cli (offline helpers) does not load asyncssh.
+    from reconciler import cli_live, cli_watch
+
     parser = _Parser(
         prog="reconcile",
         description="Declarative, GitOps reconciliation of Cisco Meeting Server database clusters.",
@@ -163,29 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when the cluster matches the spec, 2 when it differs (steps planned or "
         "drift held back), 1 on error",
     )
-    _register_optional(p, "reconciler.cli_live", "add_live_plan_arguments")
+    cli_live.add_live_plan_arguments(p)
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec")
     p.set_defaults(handler=cmd_schema)
 
-    _register_optional(sub, "reconciler.cli_live", "register")
-    _register_optional(sub, "reconciler.cli_watch", "register")
+    cli_live.register(sub)
+    cli_watch.register(sub)
     return parser
-
-
-def _register_optional(target: object, module: str, function: str) -> None:
-    import importlib
-
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # TODO(lead): wire directly once the module lands
-        if exc.name != module:
-            raise
-        return
-    register = getattr(loaded, function, None)
-    if register is not None:
-        register(target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

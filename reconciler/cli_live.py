@@ -76,6 +76,31 @@ def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (stderr)")
 
 
+def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) -> None:
+    """Flags that tune the executor (`apply` and `watch`)."""
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=poll_interval,
+        metavar="SECONDS",
+        help=f"longest wait between two status polls (polls start at 0.05 s; "
+        f"default {poll_interval})",
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a changed fact or an expected outcome may take to appear (default 30)",
+    )
+    p.add_argument(
+        "--action-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="override policy.action_timeout_seconds for asynchronous commands",
+    )
+
+
 def add_live_plan_arguments(p: argparse.ArgumentParser) -> None:
     """Flags `reconcile plan` needs when it observes live (no --observed)."""
     add_connection_arguments(p)
@@ -465,25 +490,6 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--break-lock", action="store_true", help="break a stale lock (never a live one)"
     )
-    p.add_argument(
-        "--poll-interval",
-        type=float,
-        default=0.5,
-        metavar="SECONDS",
-        help="longest wait between two status polls (polls start at 0.1 s; default 0.5)",
-    )
-    p.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long a changed fact or an expected outcome may take to appear (default 30)",
-    )
-    p.add_argument(
-        "--action-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="override policy.action_timeout_seconds for asynchronous commands",
-    )
+    add_executor_arguments(p, poll_interval=0.5)
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_apply)

@@ -29,7 +29,7 @@ from reconciler.apply_lock import ApplyLock
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
 from reconciler.backoff import BackoffPolicy
 from reconciler.cert_checks import CertFormatError, certificate_expiry
-from reconciler.cli_live import STATE_DIR_NAME
+from reconciler.cli_live import STATE_DIR_NAME, add_executor_arguments
 from reconciler.cluster_verdict import cluster_verdict
 from reconciler.errors import DriftError, LockHeldError, ReconcilerError
 from reconciler.executor import Executor, ExecutorOptions
@@ -493,20 +493,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
     )
-    p.add_argument("--poll-interval", type=float, default=1.0, metavar="SECONDS")
-    p.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how long a changed fact or an expected outcome may take to appear (default 30)",
-    )
-    p.add_argument(
-        "--action-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="override policy.action_timeout_seconds for asynchronous commands",
-    )
+    add_executor_arguments(p, poll_interval=1.0)
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug logs")
 
 

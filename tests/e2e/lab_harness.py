@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,25 +24,16 @@ from ruamel.yaml import YAML
 
 from cmslab import cleanup, cli
 from cmslab.config import LabConfig, LabPaths, make_config
+from cmslab.ports import port_is_free
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT = 240.0
 DB_PORT = 5432
 
 
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ssh_port(addresses: Sequence[str]) -> int:
     for port in range(22300, 23900, 7):
-        if all(_free(a, p) for a in addresses for p in (port, port + 1000)):
+        if all(port_is_free(a, p) for a in addresses for p in (port, port + 1000)):
             return port
     raise RuntimeError("no free SSH port")
 
@@ -176,7 +166,7 @@ def start_lab(base_address: str, nodes: int) -> E2ELab:
     first = base_address.rsplit(".", 1)
     addresses = [f"{first[0]}.{int(first[1]) + i}" for i in range(nodes)]
     for a in addresses:
-        if not _free(a, DB_PORT):
+        if not port_is_free(a, DB_PORT):
             raise RuntimeError(f"{a}:{DB_PORT} is in use")
     cfg = make_config(nodes, base_address=base_address, ssh_port=free_ssh_port(addresses))
     cli.up(paths, cfg)

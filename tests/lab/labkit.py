@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ import asyncssh
 
 from cmslab import cleanup, cli, labfiles
 from cmslab.config import LabConfig, LabPaths, NodeConfig, make_config
+from cmslab.ports import port_is_free
 
 UPLOAD_NAMES = {
     "server_key": "dbclusterserver.key",
@@ -28,23 +28,13 @@ UPLOAD_NAMES = {
 }
 
 
-def _free(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_ports(addresses: list[str]) -> tuple[int, int]:
     """An SSH port and a database port free on every address (plus the derived ports)."""
     for _ in range(200):
         ssh = random.randrange(20000, 29000)
         db = random.randrange(30000, 39000)
         ports = [ssh, ssh + 1000, db, db + 10000]
-        if all(_free(a, p) for a in addresses for p in ports):
+        if all(port_is_free(a, p) for a in addresses for p in ports):
             return ssh, db
     raise RuntimeError("no free ports")
 
