@@ -92,12 +92,18 @@ def _snapshot_for(loaded: LoadedSpec, observed_arg: Path, several: bool) -> Path
     return observed_arg
 
 
-def _observe(loaded: LoadedSpec, args: argparse.Namespace, several: bool) -> Observed:
+def _observe_all(loaded: list[LoadedSpec], args: argparse.Namespace) -> list[Observed]:
+    """Snapshots offline; live, every cluster is observed at the same time (each cluster's
+    nodes concurrently too)."""
+    several = len(loaded) > 1
     if args.observed is not None:
-        return load_snapshot(_snapshot_for(loaded, args.observed, several))
+        return [load_snapshot(_snapshot_for(one, args.observed, several)) for one in loaded]
     from reconciler.cli_live import observe_for_plan
 
-    return asyncio.run(observe_for_plan(loaded, args))
+    async def observe_every_cluster() -> list[Observed]:
+        return list(await asyncio.gather(*(observe_for_plan(one, args) for one in loaded)))
+
+    return asyncio.run(observe_every_cluster())
 
 
 def plan_for(loaded: LoadedSpec, observed: Observed) -> Plan:
@@ -111,13 +117,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
     if args.out is not None and len(specs) != 1:
         raise UsageError("--out saves the plan of exactly one spec")
-    plans: list[Plan] = []
-    for path in specs:
-        loaded = _load(path)
-        plans.append(plan_for(loaded, _observe(loaded, args, len(specs) > 1)))
-        if args.out is not None:
-            args.out.write_text(save_plan(plans[-1], loaded.path), encoding="utf-8")
-            sys.stderr.write(f"saved plan to {args.out}\n")
+    loaded = [_load(path) for path in specs]  # every spec valid before any node is touched
+    observed = _observe_all(loaded, args)
+    plans = [plan_for(one, obs) for one, obs in zip(loaded, observed, strict=True)]
+    if args.out is not None:
+        args.out.write_text(save_plan(plans[0], loaded[0].path), encoding="utf-8")
+        sys.stderr.write(f"saved plan to {args.out}\n")
     if args.format == "json":
         sys.stdout.write(render_json(plans))
     elif args.format == "markdown":
