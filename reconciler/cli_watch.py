@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +79,10 @@ class BoundedSession:
     async def list_files(self) -> dict[str, str]:
         async with self._limit:
             return await self._inner.list_files()
+
+    async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
+        async with self._limit:
+            return await self._inner.file_digests(names)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -57,7 +57,7 @@ from reconciler.errors import (
 from reconciler.facts import FILE_PREFIX, changed_facts
 from reconciler.observer import merge_observations, observe_nodes
 from reconciler.plan_model import ASYNC_ACTIONS, Action, Plan, Step
-from reconciler.snapshot_model import Observed
+from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.spec_model import ClusterSpec
 from reconciler.status_model import CommandResult
 from reconciler.step_outcome import outcome_problem, same_command
@@ -101,6 +101,17 @@ class ExecutionResult:
     @property
     def done(self) -> list[Step]:
         return [r.step for r in self.records if r.outcome == "done"]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """A node's observation read by a step's outcome check, after its command completed."""
+
+    observation: NodeObservation
+    sent: int  # the node's MMP-commands-sent count when it was read
+    cluster_sent: int  # the run's cluster-step commands-sent count when it was read
+    uploads: int  # the node's uploads count when its file checksums were read
+    files: frozenset[str]  # the files whose checksums it read
 
 
 class _Backoff:
@@ -291,12 +302,19 @@ class Executor:
         self.action_timeout = self.options.action_timeout or spec.policy.action_timeout_seconds
         self._progress = progress or (lambda _line: None)
         self._result = ExecutionResult(observed=observed)
+        # Re-use of an outcome check's observation by the node's next step (docs/live.md):
+        self._sent: dict[str, int] = {}  # node -> MMP commands this run sent it
+        self._uploads: dict[str, int] = {}  # node -> uploads this run sent it
+        self._cluster_sent = 0  # cluster-step commands this run sent (any node)
+        self._readings: dict[str, _Reading] = {}
+        self._clustered: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ driver
     async def execute(self, plan: Plan) -> ExecutionResult:
         steps = list(plan.steps)
         if steps and self._result.error is None:
             clustered = clustered_nodes(self.spec, self.observed, steps)
+            self._clustered = clustered
             preds = step_predecessors(
                 steps,
                 clustered=clustered,
@@ -382,10 +400,11 @@ class Executor:
         try:
             await self._perform(step)
             marks.append(time.monotonic())
+            shown = None
             if step.action in ASYNC_ACTIONS:
-                await self._wait_for_result(step)
+                shown = await self._wait_for_result(step)
             marks.append(time.monotonic())
-            await self._check_outcome(step)
+            await self._check_outcome(step, shown)
             marks.append(time.monotonic())
             log.debug(
                 "step timing",
@@ -426,33 +445,130 @@ class Executor:
                 names.append(target.key)
         return names
 
-    async def _reobserve(self, names: list[str], *, with_files: bool) -> None:
-        run = await observe_nodes(self.spec, self.transport, names, with_files=with_files)
-        self.observed = merge_observations(self.observed, run.observed)
+    async def _reobserve(
+        self, names: list[str], *, files: dict[str, frozenset[str]] | None = None
+    ) -> Observed:
+        """Re-read the status of ``names`` and, concurrently, the checksums of the files
+        ``files`` names per node (only those files, not the whole SFTP root). Returns
+        what was read; ``self.observed`` is updated with it."""
+        wanted = {n: f for n, f in (files or {}).items() if f and n in names}
+        run, digests = await asyncio.gather(
+            observe_nodes(self.spec, self.transport, names, with_files=False),
+            asyncio.gather(*(self._digests(n, f) for n, f in wanted.items())),
+        )
+        nodes = dict(run.observed.nodes)
+        for name, got in zip(wanted, digests, strict=True):
+            obs = nodes.get(name)
+            if obs is not None and obs.reachable:
+                nodes[name] = self._with_digests(name, obs, got)
+        fresh = Observed(observed_at=run.observed.observed_at, nodes=nodes)
+        self.observed = merge_observations(self.observed, fresh)
+        return fresh
 
-    async def _refresh_files(self, name: str) -> None:
-        """Re-read only the SFTP listing of ``name`` (an upload's outcome is its checksum);
-        a transport error falls back to a full re-observation, which records it."""
-        obs = self.observed.get(name)
-        if not obs.reachable:
-            await self._reobserve([name], with_files=True)
-            return
+    def _with_digests(
+        self, name: str, obs: NodeObservation, got: dict[str, str | None] | TransportError
+    ) -> NodeObservation:
+        """``obs`` with the checksums just read (after an SFTP error: the node unreachable,
+        as a failed listing made it)."""
+        if isinstance(got, TransportError):
+            return NodeObservation(unreachable=got.detail)
+        known = dict(obs.files if obs.files is not None else self.observed.get(name).files or {})
+        for file, digest in got.items():
+            if digest is None:
+                known.pop(file, None)
+            else:
+                known[file] = digest
+        return obs.model_copy(update={"files": known})
+
+    async def _digests(
+        self, name: str, files: frozenset[str]
+    ) -> dict[str, str | None] | TransportError:
         try:
             session = await self.transport.session(target_for(self.spec, name))
-            files = await session.list_files()
-        except TransportError:
-            await self._reobserve([name], with_files=True)
-            return
-        fresh = Observed(nodes={name: obs.model_copy(update={"files": files})})
-        self.observed = merge_observations(self.observed, fresh)
+            return await session.file_digests(sorted(files))
+        except TransportError as exc:
+            return exc
+
+    def _record_reading(self, step: Step, obs: NodeObservation, files: frozenset[str]) -> None:
+        """Keep what ``step`` read of its node after the node's last command completed
+        (its outcome check; its precondition check when nothing was to re-use), for the
+        outcome check of an upload and for the node's next step."""
+        if obs.reachable:
+            self._readings[step.node] = _Reading(
+                observation=obs,
+                sent=self._sent.get(step.node, 0),
+                cluster_sent=self._cluster_sent,
+                uploads=self._uploads.get(step.node, 0),
+                files=files,
+            )
+
+    def _counts(self, node: str) -> tuple[int, int, int]:
+        return (self._sent.get(node, 0), self._uploads.get(node, 0), self._cluster_sent)
+
+    def _valid_reading(self, node: str) -> _Reading | None:
+        """The node's last outcome-check reading while its status is still a re-read: no
+        MMP command of this run reached the node, and no cluster step ran, since. (An
+        upload changes no status field, only its own file.)"""
+        reading = self._readings.get(node)
+        if (
+            reading is None
+            or reading.sent != self._sent.get(node, 0)
+            or reading.cluster_sent != self._cluster_sent
+        ):
+            return None
+        return reading
+
+    def _files_read(self, reading: _Reading, node: str) -> frozenset[str]:
+        """The files whose checksums in ``reading`` are still a re-read (no upload since)."""
+        return reading.files if reading.uploads == self._uploads.get(node, 0) else frozenset()
+
+    async def _reuse_reading(self, node: str, files: frozenset[str]) -> bool:
+        """Take the node's last outcome-check reading as its re-read (see
+        :meth:`_valid_reading`); the checksums of files it did not read (or that were
+        uploaded since) are read now, just those files. False: read the node again."""
+        reading = self._valid_reading(node)
+        if reading is None:
+            return False
+        obs = reading.observation
+        missing = files - self._files_read(reading, node)
+        if missing:
+            counts = (self._sent.get(node, 0), self._uploads.get(node, 0))
+            obs = self._with_digests(node, obs, await self._digests(node, missing))
+            if not obs.reachable or counts != (
+                self._sent.get(node, 0),
+                self._uploads.get(node, 0),
+            ):
+                return False
+        self.observed = merge_observations(self.observed, Observed(nodes={node: obs}))
+        return True
 
     async def _check_facts(self, step: Step) -> None:
-        # the listing only when a fact is a file's checksum (an upload's own file:<name>)
-        with_files = any(f.key.startswith(FILE_PREFIX) for f in step.depends_on)
+        # file checksums only for the files the facts name (an upload's own file:<name>)
+        files: dict[str, set[str]] = {}
+        for fact in step.depends_on:
+            if fact.key.startswith(FILE_PREFIX):
+                files.setdefault(fact.node, set()).add(fact.key[len(FILE_PREFIX) :])
+        wanted = {n: frozenset(f) for n, f in files.items()}
         deadline = time.monotonic() + self.options.settle_seconds
         backoff = _Backoff(self.options.poll_interval)
+        first = True
         while True:
-            await self._reobserve(self._touched(step), with_files=with_files)
+            names = self._touched(step)
+            # Only the first check may re-use the outcome check of the node's previous
+            # step (read after its command completed, nothing sent to the node since);
+            # other nodes (a join's target, a fact's node) are always read again.
+            if first and await self._reuse_reading(step.node, wanted.get(step.node, frozenset())):
+                names.remove(step.node)
+            first = False
+            if names:
+                counts = self._counts(step.node)
+                fresh = await self._reobserve(names, files=wanted)
+                if step.node in names and counts == self._counts(step.node):
+                    # read after the node's last command (its steps run one at a time):
+                    # a re-read for this step's own outcome check, e.g. an upload's
+                    self._record_reading(
+                        step, fresh.get(step.node), wanted.get(step.node, frozenset())
+                    )
             changed = changed_facts(self.spec, self.observed, step.depends_on)
             waiting = self._join_target_problem(step)
             if not changed and waiting is None:
@@ -511,6 +627,13 @@ class Executor:
         target = target_for(self.spec, step.node)
         session = await self.transport.session(target)
         started = time.monotonic()
+        # counted before sending: a command that fails or times out may still have acted
+        if step.action is Action.UPLOAD:
+            self._uploads[step.node] = self._uploads.get(step.node, 0) + 1
+        else:
+            self._sent[step.node] = self._sent.get(step.node, 0) + 1
+        if is_cluster_step(step, self._clustered):
+            self._cluster_sent += 1
         if step.action is Action.UPLOAD:
             if step.upload is None:
                 raise StepFailedError("upload step without a file", node=step.node, step_id=step.id)
@@ -558,17 +681,18 @@ class Executor:
             detail=error.detail if error is not None else None,
         )
 
-    async def _wait_for_result(self, step: Step) -> None:
+    async def _wait_for_result(self, step: Step) -> NodeObservation:
+        """Poll until the node shows the command's result; returns the observation that
+        shows ``(Success)``."""
         target = target_for(self.spec, step.node)
         deadline = time.monotonic() + self.action_timeout
         backoff = _Backoff(self.options.poll_interval)
         while True:
-            await self._reobserve([step.node], with_files=False)
-            obs = self.observed.get(step.node)
+            obs = (await self._reobserve([step.node])).get(step.node)
             last = obs.status.last_command if obs.status is not None and obs.reachable else None
             if last is not None and same_command(last.command, step.command):
                 if last.result is CommandResult.SUCCESS:
-                    return
+                    return obs
                 if last.result is CommandResult.FAILED:
                     raise StepFailedError(
                         f"{step.command!r} on {step.node} reported (Failed)",
@@ -586,19 +710,22 @@ class Executor:
                 )
             await backoff.sleep()
 
-    async def _check_outcome(self, step: Step) -> None:
-        with_files = step.action is Action.UPLOAD
+    async def _check_outcome(self, step: Step, shown: NodeObservation | None) -> None:
+        """``shown``: the observation :meth:`_wait_for_result` just read (after the
+        command completed). An upload's outcome is its file's checksum: just that file is
+        read (and the status only when the node's last reading is no longer a re-read)."""
+        name = step.upload.remote_name if step.upload is not None else None
         deadline = time.monotonic() + self.options.settle_seconds
-        fresh = step.action in ASYNC_ACTIONS  # _wait_for_result just observed the node
         backoff = _Backoff(self.options.poll_interval)
         while True:
-            if not fresh and with_files:
-                await self._refresh_files(step.node)
-            elif not fresh:
-                await self._reobserve([step.node], with_files=False)
-            fresh = False
-            problem = outcome_problem(step, self.observed.get(step.node))
+            files: frozenset[str] = frozenset()
+            if name is not None:
+                shown, files = await self._read_upload(step.node, name)
+            elif shown is None:
+                shown = (await self._reobserve([step.node])).get(step.node)
+            problem = outcome_problem(step, shown)
             if problem is None:
+                self._record_reading(step, shown, files)
                 return
             if time.monotonic() >= deadline:
                 raise StepFailedError(
@@ -607,4 +734,22 @@ class Executor:
                     node=step.node,
                     step_id=step.id,
                 )
+            shown = None
             await backoff.sleep()
+
+    async def _read_upload(self, node: str, name: str) -> tuple[NodeObservation, frozenset[str]]:
+        """After uploading ``name``: the node's observation with that file's checksum
+        read now, and the files whose checksums in it are a re-read."""
+        reading = self._valid_reading(node)
+        if reading is None:
+            fresh = await self._reobserve([node], files={node: frozenset({name})})
+            return fresh.get(node), frozenset({name})
+        # the upload (this step's, the node's only one since the reading when the
+        # counts say so) changed only this file: the others read then still hold
+        before = reading.files if reading.uploads == self._uploads.get(node, 0) - 1 else None
+        obs = self._with_digests(
+            node, reading.observation, await self._digests(node, frozenset({name}))
+        )
+        if obs.reachable:
+            self.observed = merge_observations(self.observed, Observed(nodes={node: obs}))
+        return obs, (before or frozenset()) | {name}

@@ -11,7 +11,7 @@ between commands (drift), fail a command, or make a node unreachable.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -63,6 +63,10 @@ class FakeCluster:
     before_command: Hook | None = None
     commands: list[tuple[str, str]] = field(default_factory=list)  # (node, command), mutating
     connects: dict[str, int] = field(default_factory=dict)
+    listings: list[str] = field(default_factory=list)  # node of each full SFTP listing
+    # (node, len(commands) at the time) of each `status` read
+    status_reads: list[tuple[str, int]] = field(default_factory=list)
+    digest_reads: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     _pending: dict[str, _Pending] = field(default_factory=dict)
 
     def _tick(self, key: str) -> None:
@@ -153,6 +157,7 @@ class FakeSession:
         self._check_up()
         key = self.target.name
         if command == STATUS_COMMAND:
+            self.cluster.status_reads.append((key, len(self.cluster.commands)))
             text = self.cluster.status_text(key)
         elif command == "syslog":
             text = self.cluster.syslog
@@ -168,7 +173,14 @@ class FakeSession:
 
     async def list_files(self) -> dict[str, str]:
         self._check_up()
+        self.cluster.listings.append(self.target.name)
         return self.cluster.files(self.target.name)
+
+    async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
+        self._check_up()
+        self.cluster.digest_reads.append((self.target.name, tuple(names)))
+        files = self.cluster.files(self.target.name)
+        return {n: files.get(n) for n in names}
 
     async def close(self) -> None:
         return None

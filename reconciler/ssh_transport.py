@@ -20,9 +20,10 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 import structlog
@@ -43,6 +44,7 @@ from reconciler.transport import CommandOutput, NodeTarget
 log = structlog.get_logger(__name__)
 
 _READ_CHUNK = 1 << 16
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -232,16 +234,41 @@ class SshSession:
 
     async def list_files(self) -> dict[str, str]:
         sftp = await self._sftp_client()
+        return await self._sftp_call("SFTP listing", self._hash_all(sftp))
+
+    async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
+        wanted = list(dict.fromkeys(names))
+        sftp = await self._sftp_client()
+
+        async def digest_or_none(name: str) -> str | None:
+            try:
+                return await _digest_of(sftp, name)
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFileIsADirectory):
+                return None
+            except asyncssh.SFTPFailure:
+                # some servers open a directory and fail the read: not a regular file
+                # (as the listing skips it); any other failure is raised
+                perms = (await sftp.stat(name)).permissions
+                if perms is not None and not stat.S_ISREG(perms):
+                    return None
+                raise
+
+        async def all_of() -> dict[str, str | None]:
+            # concurrently, like the listing: the requests are pipelined on the channel
+            digests = await asyncio.gather(*(digest_or_none(n) for n in wanted))
+            return dict(zip(wanted, digests, strict=True))
+
+        return await self._sftp_call("sftp read " + " ".join(wanted), all_of())
+
+    async def _sftp_call(self, what: str, call: Coroutine[Any, Any, _T]) -> _T:
         try:
-            return await asyncio.wait_for(self._hash_all(sftp), timeout=self.command_timeout)
+            return await asyncio.wait_for(call, timeout=self.command_timeout)
         except TimeoutError:
-            raise CommandTimeoutError(self.target.name, "SFTP listing timed out") from None
+            raise CommandTimeoutError(self.target.name, f"{what} timed out") from None
         except asyncssh.SFTPError as exc:
-            raise CommandFailedError(
-                self.target.name, "sftp listdir", str(exc.reason), None
-            ) from exc
+            raise CommandFailedError(self.target.name, what, str(exc.reason), None) from exc
         except asyncssh.Error as exc:
-            raise UnreachableError(self.target.name, "connection lost during SFTP listing") from exc
+            raise UnreachableError(self.target.name, f"connection lost during {what}") from exc
 
     async def _hash_all(self, sftp: asyncssh.SFTPClient) -> dict[str, str]:
         names: list[str] = []
@@ -253,20 +280,9 @@ class SshSession:
             if perms is not None and not stat.S_ISREG(perms):
                 continue
             names.append(name)
-
-        async def digest_of(name: str) -> str:
-            digest = hashlib.sha256()
-            async with sftp.open(name, "rb") as fh:
-                while True:
-                    chunk = await fh.read(_READ_CHUNK)
-                    if not chunk:
-                        break
-                    digest.update(chunk if isinstance(chunk, bytes) else chunk.encode())
-            return digest.hexdigest()
-
         # The files are read concurrently (SFTP requests are pipelined on the channel): the
         # listing costs a few round trips instead of four per file.
-        digests = await asyncio.gather(*(digest_of(n) for n in names))
+        digests = await asyncio.gather(*(_digest_of(sftp, n) for n in names))
         return dict(sorted(zip(names, digests, strict=True)))
 
     async def close(self) -> None:
@@ -276,6 +292,17 @@ class SshSession:
         self.conn.close()
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self.conn.wait_closed(), timeout=5)
+
+
+async def _digest_of(sftp: asyncssh.SFTPClient, name: str) -> str:
+    digest = hashlib.sha256()
+    async with sftp.open(name, "rb") as fh:
+        while True:
+            chunk = await fh.read(_READ_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk if isinstance(chunk, bytes) else chunk.encode())
+    return digest.hexdigest()
 
 
 def _as_text(value: Any) -> str:

@@ -11,6 +11,7 @@ logins. Implementations: :mod:`reconciler.ssh_transport` (asyncssh) and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +73,11 @@ class NodeSession(Protocol):
 
     async def list_files(self) -> dict[str, str]:
         """Regular files in the SFTP root: name -> sha256 hex of the content."""
+        ...
+
+    async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
+        """sha256 hex of just the named files in the SFTP root (None: no such regular
+        file). Reads only those files, not the whole root as ``list_files`` does."""
         ...
 
     async def close(self) -> None: ...

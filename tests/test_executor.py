@@ -545,3 +545,55 @@ async def test_an_error_no_step_handles_propagates_as_itself(
     with pytest.raises(LockHeldError, match="lost the lock"):
         await executor.execute(replan(spec, cluster.world, files))
     assert not any("initialize" in c for _, c in cluster.commands)
+
+
+async def test_outcome_reads_are_reused_and_only_named_files_are_hashed(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3))
+    h = Harness(spec, cluster, tmp_path)
+    the_plan = replan(spec, cluster.world, files)
+    result = await h.execute(the_plan)
+    assert result.ok, result.error
+    assert replan(spec, cluster.world, files).steps == ()
+    # no step hashes the whole SFTP root, only the files it names
+    assert cluster.listings == []
+    by_node: dict[str, set[str]] = {}
+    for step in the_plan.steps:
+        named = {f.key.removeprefix("file:") for f in step.depends_on if f.key.startswith("file:")}
+        if step.upload is not None:
+            named.add(step.upload.remote_name)
+        by_node.setdefault(step.node, set()).update(named)
+    assert cluster.digest_reads
+    for node, names in cluster.digest_reads:
+        assert set(names) <= by_node[node], (node, names)
+    # the master's steps up to initialize: the first precondition reads `status`, then
+    # only the MMP commands' outcome checks (whose readings the next step re-uses; an
+    # upload changes no status field, so its outcome check reads just its file)
+    init = cluster.commands.index(("n1", "database cluster initialize"))
+    before = [s for s in the_plan.steps if s.node == "n1" and s.action is not Action.INITIALIZE]
+    commands = [s for s in before if s.action is not Action.UPLOAD]
+    reads = [n for n, sent in cluster.status_reads if n == "n1" and sent <= init]
+    assert len(before) > len(commands) >= 2
+    assert len(reads) <= len(commands) + 1
+
+
+async def test_drift_after_a_cluster_step_is_seen_despite_an_earlier_outcome_read(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    """n3's own steps finished before n2's join; the join changes the cluster, so n3's
+    join re-reads n3 instead of re-using its last outcome check."""
+    spec = make_spec(3)
+
+    def break_n3(world: World, node: str, command: str) -> World:
+        if node == "n2" and command.startswith("database cluster join"):
+            return world.with_node(replace(world.node("n3"), error="Couldn't join the cluster"))
+        return world
+
+    cluster = FakeCluster(fresh_world(3), before_command=break_n3)
+    h = Harness(spec, cluster, tmp_path)
+    result = await h.execute(replan(spec, cluster.world, files))
+    assert isinstance(result.error, DriftError), result.error
+    assert any(c.startswith("n3.state: planned") for c in result.error.changed)
+    assert not any(n == "n3" and "join" in c for n, c in cluster.commands)

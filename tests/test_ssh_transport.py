@@ -360,3 +360,22 @@ async def test_connection_refused_is_unreachable(
         await transport.close()
     assert err.value.retryable
     assert "gone" in str(err.value)
+
+
+async def test_file_digests_reads_only_the_named_files(
+    server: SshServer, trusted: SshSettings
+) -> None:
+    (server.root / "server.key").write_bytes(b"key material")
+    (server.root / "other.cer").write_bytes(b"not asked for")
+    (server.root / "subdir").mkdir()
+    transport = SshTransport(trusted)
+    try:
+        session = await transport.session(server.target())
+        digests = await session.file_digests(["server.key", "missing.cer", "subdir"])
+    finally:
+        await transport.close()
+    assert digests == {
+        "server.key": hashlib.sha256(b"key material").hexdigest(),
+        "missing.cer": None,
+        "subdir": None,
+    }
