@@ -21,7 +21,7 @@ or ``reconcile plan``); ``warm`` keeps them between rounds (the watch's steady
 state). Prints medians and the ratio N clusters / 1 cluster (target < 3).
 
     python -m benchmarks.bench_scale [--clusters 50] [--runs 5] [--latency-ms 200]
-                                     [--max-ssh 64] [--labs K] [--base-address A]
+                                     [--max-ssh 256] [--labs K] [--base-address A]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ruamel.yaml import YAML
 from cmslab import cleanup, cli, labfiles
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
-from reconciler.cli_watch import LiveClusterRunner
+from reconciler.cli_watch import DEFAULT_MAX_SSH, LiveClusterRunner
 from reconciler.logging_setup import configure_logging
 from reconciler.watch_loop import Revision
 
@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=int, default=200, help="delay every MMP answer (a WAN's round trip)"
     )
-    parser.add_argument("--max-ssh", type=int, default=64)
+    parser.add_argument("--max-ssh", type=int, default=DEFAULT_MAX_SSH)
     parser.add_argument(
         "--labs",
         type=int,

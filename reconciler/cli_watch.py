@@ -50,7 +50,7 @@ from reconciler.watch_triggers import DEFAULT_DEBOUNCE_MS, watch_for_changes
 log = structlog.get_logger("reconciler.watch")
 
 DEFAULT_METRICS_ADDRESS = "127.0.0.1"
-DEFAULT_MAX_SSH = 64
+DEFAULT_MAX_SSH = 256  # one round for ~80 three-node clusters; see docs/watch.md
 EXIT_OK = 0
 
 
