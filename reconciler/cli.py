@@ -189,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics or (str(exc),))
-        if exc.diagnostics:
-            sys.stderr.write(f"error: {exc}\n")
+        if exc.diagnostics:  # str(exc) repeats the diagnostics after its first line
+            sys.stderr.write(f"error: {str(exc).splitlines()[0]}\n")
         return EXIT_ERROR
     except ReconcilerError as exc:
         sys.stderr.write(f"error: {exc}\n")

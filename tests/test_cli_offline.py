@@ -50,6 +50,9 @@ def test_validate_bad_spec_names_file_line_and_field(tmp_path: Path) -> None:
     assert f"{bad}:{line}:" in proc.stderr
     assert "master" in proc.stderr and "nowhere" in proc.stderr
     assert proc.stdout == ""
+    planned = run_cli("plan", str(bad), "--observed", str(FRESH))
+    assert planned.returncode == 1 and planned.stdout == ""
+    assert planned.stderr.count(f"{bad}:{line}:") == 1  # each problem reported once
 
 
 def test_plan_offline_text_shows_steps_and_summary() -> None:
