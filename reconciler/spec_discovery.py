@@ -11,14 +11,17 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 def looks_like_spec(path: Path) -> bool:
-    """A YAML file whose top level has both `version` and `cluster` keys."""
+    """A directory member is taken as a spec when its top level has `version` or `cluster`.
+
+    A file that cannot be read or parsed is taken too, so that loading it reports the
+    problem with its line and column instead of the file being skipped in silence; other
+    YAML files (snapshots, CI configs) are left alone.
+    """
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, YAMLError):
-        # Unreadable or broken files are not silently skipped when named directly:
-        # discover_specs only uses this for directory members.
-        return False
-    return isinstance(data, dict) and "version" in data and "cluster" in data
+        return True
+    return isinstance(data, dict) and ("version" in data or "cluster" in data)
 
 
 def discover_specs(paths: list[Path]) -> list[Path]:

@@ -45,7 +45,7 @@ from reconciler.maintenance import destructive_allowed, next_window_opening
 from reconciler.metrics import HealthState, WatchMetrics
 from reconciler.plan_model import Plan, Step
 from reconciler.snapshot_model import Observed
-from reconciler.spec_discovery import SPEC_SUFFIXES, looks_like_spec
+from reconciler.spec_discovery import discover_specs
 from reconciler.spec_loader import LoadedSpec
 from reconciler.watch_triggers import symlink_parents
 
@@ -630,19 +630,9 @@ class ClusterLoop:
 # --- many clusters -------------------------------------------------------------------
 
 
-def is_spec_candidate(path: Path) -> bool:
-    return path.is_file() and path.suffix in SPEC_SUFFIXES and looks_like_spec(path)
-
-
 def discover(paths: Iterable[Path]) -> list[Path]:
-    """Files given are taken as they are; directories contribute their spec files."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(p for p in sorted(path.iterdir()) if is_spec_candidate(p))
-        elif path.exists():
-            found.append(path)
-    return found
+    """The spec files to watch now: :func:`discover_specs`, less named files that are gone."""
+    return [p for p in discover_specs(list(paths)) if p.exists()]
 
 
 RunnerFactory = Callable[[Path], ClusterRunner]

@@ -174,3 +174,17 @@ def test_schema_command_prints_the_checked_in_schema(capsys: pytest.CaptureFixtu
     printed = capsys.readouterr().out
     assert printed == spec_json_schema_text()
     assert printed == (ROOT / "schemas" / "cluster-spec.schema.json").read_text(encoding="utf-8")
+
+
+def test_directory_reports_a_broken_spec_and_skips_other_yaml(tmp_path: Path) -> None:
+    for sub in ("certs", "keys"):
+        shutil.copytree(ROOT / "specs" / sub, tmp_path / sub)
+    (tmp_path / "known_hosts").write_text("", encoding="utf-8")
+    shutil.copy(EXAMPLE, tmp_path / "good.yaml")
+    shutil.copy(FRESH, tmp_path / "a-snapshot.yaml")  # valid YAML, not a spec: skipped
+    (tmp_path / "broken.yaml").write_text("version: 1\ncluster: [oops\n", encoding="utf-8")
+    proc = run_cli("validate", str(tmp_path))
+    assert proc.returncode == 1
+    assert "OK" in proc.stdout and "good.yaml" in proc.stdout
+    assert f"{tmp_path / 'broken.yaml'}:" in proc.stderr  # reported with its position
+    assert "a-snapshot.yaml" not in proc.stdout + proc.stderr
