@@ -42,9 +42,10 @@ from ruamel.yaml import YAML
 from cmslab import cleanup, cli, labfiles
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
-from reconciler.cli_watch import DEFAULT_MAX_SSH, LiveClusterRunner
+from reconciler.cli_watch import DEFAULT_MAX_SSH
 from reconciler.logging_setup import configure_logging
 from reconciler.watch_loop import Revision
+from reconciler.watch_runner import LiveClusterRunner
 
 from .lab_util import bench_lab, write_spec
 

@@ -26,6 +26,9 @@ PURE_MODULES = [
     "cluster_view",
     "plan_procedures",
     "simulation",
+    "watch_decision",
+    "maintenance",
+    "backoff",
 ]
 FORBIDDEN = {"asyncssh", "psycopg", "subprocess", "socket", "watchfiles", "asyncio", "os"}
 

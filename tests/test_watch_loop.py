@@ -13,7 +13,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from reconciler.backoff import BackoffPolicy
-from reconciler.cli_watch import BoundedTransport
+from reconciler.bounded_transport import BoundedTransport
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.errors import SpecError, UnreachableError
 from reconciler.metrics import HealthState, WatchMetrics
@@ -22,15 +22,9 @@ from reconciler.snapshot_model import Observed
 from reconciler.spec_loader import LoadedSpec
 from reconciler.spec_model import ClusterSpec
 from reconciler.transport import CommandOutput, NodeTarget
-from reconciler.watch_loop import (
-    ApplyOutcome,
-    ClusterLoop,
-    Mode,
-    Revision,
-    WatchConfig,
-    WatchSupervisor,
-    decide,
-)
+from reconciler.watch_decision import Mode, decide
+from reconciler.watch_loop import ApplyOutcome, ClusterLoop, Revision, WatchConfig
+from reconciler.watch_supervisor import WatchSupervisor
 from reconciler.watch_triggers import symlink_parents, watch_for_changes
 
 # Friday 2026-11-20 12:00 UTC; the window below is Saturday night.
