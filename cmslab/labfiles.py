@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncssh
 
 from cmslab import pki
-from cmslab.config import LabConfig, LabPaths
+from cmslab.config import DEFAULT_DB_PORT, LabConfig, LabPaths
 
 CLIENT_CERT = "certs/client.crt"
 CLIENT_KEY = "keys/client.key"
@@ -92,6 +92,10 @@ def render_spec(paths: LabPaths, cfg: LabConfig) -> str:
         "cluster: cmslab",
         "interface: a",
         f"master: {first.name}",
+    ]
+    if first.db_port != DEFAULT_DB_PORT:  # CMS itself always uses 5432
+        out.append(f"database_port: {first.db_port}")
+    out += [
         "nodes:",
     ]
     for node in cfg.nodes:

@@ -31,7 +31,6 @@ from reconciler.snapshot_model import Observed
 from reconciler.spec_loader import LoadedSpec, resolve_spec_path
 from reconciler.spec_model import NodeRole
 
-DATABASE_PORT = 5432
 DATABASE_NAME = "cluster"
 
 
@@ -103,7 +102,7 @@ async def read_db_view(
     master_address: str,
     *,
     master_name: str | None = None,
-    port: int = DATABASE_PORT,
+    port: int | None = None,
     timeout: float = 5.0,
 ) -> DbView:
     """Connect to the master's database (never raises: errors are in the view)."""
@@ -113,7 +112,7 @@ async def read_db_view(
         with _private_copy(key) as private_key:
             conn = await psycopg.AsyncConnection.connect(
                 host=host,
-                port=port,
+                port=port if port is not None else loaded.spec.database_port,
                 dbname=DATABASE_NAME,
                 user="postgres",
                 sslmode="verify-ca",
@@ -172,7 +171,8 @@ def db_disagreements(loaded: LoadedSpec, observed: Observed, db: DbView | None) 
     if db is None:
         return []
     if not db.reachable:
-        return [f"database on the master {db.master_address}:5432 not reachable: {db.error}"]
+        where = f"{db.master_address}:{loaded.spec.database_port}"
+        return [f"database on the master {where} not reachable: {db.error}"]
     problems: list[str] = []
     if db.in_recovery:
         problems.append(

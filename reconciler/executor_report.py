@@ -27,7 +27,6 @@ from reconciler.transport import STATUS_COMMAND, Transport, target_for
 
 SYSLOG_COMMAND = "syslog"
 LOG_PROCESSES = ("postgres", "sfpool", "schema_builder", "dbcluster_watcher")
-DATABASE_PORT = 5432
 MAX_LOG_LINES = 25
 
 
@@ -87,7 +86,7 @@ class Diagnosis:
         return "\n".join(lines) + "\n"
 
 
-async def check_port(address: str, port: int = DATABASE_PORT, timeout: float = 3.0) -> PortCheck:
+async def check_port(address: str, port: int, timeout: float = 3.0) -> PortCheck:
     """TCP connect from the admin host (loopback-only in the lab)."""
     host = address.strip("[]")
     try:
@@ -160,7 +159,7 @@ async def diagnose(
     if _needs_master_port(step, diagnosis.status_text):
         master = _master_address(spec, observed, step)
         if master is not None:
-            diagnosis.port_check = await check_port(master)
+            diagnosis.port_check = await check_port(master, spec.database_port)
     diagnosis.hints = _hints(diagnosis)
     return diagnosis
 

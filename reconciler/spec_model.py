@@ -102,6 +102,14 @@ class ClusterSpec(SpecModel):
     cluster: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     interface: Literal["a", "b", "c", "d"] = "a"
     master: str = Field(description="The intended master: a database node's name")
+    database_port: int = Field(
+        default=5432,
+        ge=1,
+        le=65535,
+        description="TCP port of the database on every node (CMS uses 5432; other values are "
+        "for a lab). The reconciler reads the master's database and checks the firewall case "
+        "on it",
+    )
     nodes: tuple[NodeSpec, ...] = Field(min_length=1)
     certificates: CertificateSet
     ssh: SshSpec

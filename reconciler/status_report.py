@@ -143,7 +143,7 @@ def render_text(report: StatusReport) -> str:
         lines.append(f"  {r.name}: {r.unreachable_reason}")
     lines.append("")
     db = report.database
-    lines.append("Database view (from the master's 5432):")
+    lines.append("Database view (read from the master's database over mutual TLS):")
     if db is None:
         lines.append("  (no single master to ask)")
     elif not db.reachable:

@@ -188,3 +188,28 @@ def test_directory_reports_a_broken_spec_and_skips_other_yaml(tmp_path: Path) ->
     assert "OK" in proc.stdout and "good.yaml" in proc.stdout
     assert f"{tmp_path / 'broken.yaml'}:" in proc.stderr  # reported with its position
     assert "a-snapshot.yaml" not in proc.stdout + proc.stderr
+
+
+def test_database_port_defaults_to_5432_and_is_checked(tmp_path: Path) -> None:
+    from reconciler.spec_model import ClusterSpec
+
+    loaded_default = ClusterSpec.model_validate(
+        {
+            "version": 1,
+            "cluster": "c",
+            "master": "a",
+            "nodes": [{"name": "a", "address": "10.0.0.1"}],
+            "certificates": {"ca": "ca", "client": {"cert": "c", "key": "k"}},
+            "ssh": {"known_hosts": "kh", "password_env": "P"},
+        }
+    )
+    assert loaded_default.database_port == 5432
+    bad = tmp_path / "bad.yaml"
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "master: cms-lon-1", "master: cms-lon-1\ndatabase_port: 70000"
+    )
+    bad.write_text(text, encoding="utf-8")
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("database_port"))
+    proc = run_cli("validate", str(bad))
+    assert proc.returncode == 1
+    assert f"{bad}:{line}:" in proc.stderr and "database_port" in proc.stderr
