@@ -29,19 +29,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from cmslab import cleanup, cli, labfiles
+from cmslab import cleanup, labfiles
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
+from cmslab.scratch import scratch_lab
 from reconciler.cli_watch import DEFAULT_MAX_SSH
 from reconciler.logging_setup import configure_logging
 from reconciler.watch_loop import Revision
@@ -80,20 +79,8 @@ def light_config(base_address: str, nodes: int, latency_ms: int) -> LabConfig:
     raise RuntimeError(f"no free ports on {addresses[0]}..{addresses[-1]}")
 
 
-@contextmanager
-def light_lab(cfg: LabConfig) -> Iterator[LabPaths]:
-    root = Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
-    os.chmod(root, 0o711)
-    paths = LabPaths(root / "lab")
-    try:
-        cli.up(paths, cfg)
-        yield paths
-    finally:
-        try:
-            cli.down(paths)
-        finally:
-            cleanup.stop_everything(paths)
-            shutil.rmtree(root, ignore_errors=True)
+def light_lab(cfg: LabConfig) -> AbstractContextManager[LabPaths]:
+    return scratch_lab(cfg, prefix="reconcile-bench-")
 
 
 def write_light_specs(paths: LabPaths, clusters: int, out_dir: Path) -> list[Path]:

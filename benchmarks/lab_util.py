@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cmslab import cleanup, cli
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
+from cmslab.scratch import scratch_lab
 
 
 @dataclass
@@ -24,9 +22,6 @@ class BenchLab:
 
 @contextmanager
 def bench_lab(base_address: str, nodes: int, latency_ms: int = 0) -> Iterator[BenchLab]:
-    root = Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
-    os.chmod(root, 0o711)
-    paths = LabPaths(root / "lab")
     prefix, last = base_address.rsplit(".", 1)
     addresses = [f"{prefix}.{int(last) + i}" for i in range(nodes)]
     port = next(
@@ -35,16 +30,9 @@ def bench_lab(base_address: str, nodes: int, latency_ms: int = 0) -> Iterator[Be
         if all(port_is_free(a, q) for a in addresses for q in (p, p + 1000))
     )
     cfg = make_config(nodes, base_address=base_address, ssh_port=port, latency_ms=latency_ms)
-    try:
-        cli.up(paths, cfg)
+    with scratch_lab(cfg, prefix="reconcile-bench-") as paths:
         os.environ["CMSLAB_PASSWORD"] = paths.password_file.read_text().strip()
         yield BenchLab(paths, cfg, os.environ["CMSLAB_PASSWORD"])
-    finally:
-        try:
-            cli.down(paths)
-        finally:
-            cleanup.stop_everything(paths)
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def write_spec(

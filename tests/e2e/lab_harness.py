@@ -8,11 +8,9 @@ each node's own address, as the reconciler expects. The lab always goes down.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,9 +20,10 @@ from typing import Any
 import psycopg
 from ruamel.yaml import YAML
 
-from cmslab import cleanup, cli
+from cmslab import cli
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
+from cmslab.scratch import discard_lab, scratch_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT = 240.0
@@ -160,9 +159,7 @@ class E2ELab:
 
 
 def start_lab(base_address: str, nodes: int) -> E2ELab:
-    base = Path(tempfile.mkdtemp(prefix="reconcile-e2e-"))
-    os.chmod(base, 0o711)  # PostgreSQL runs as `postgres` when we are root
-    paths = LabPaths(base / "lab")
+    paths = LabPaths(scratch_dir("reconcile-e2e-") / "lab")
     first = base_address.rsplit(".", 1)
     addresses = [f"{first[0]}.{int(first[1]) + i}" for i in range(nodes)]
     for a in addresses:
@@ -174,11 +171,7 @@ def start_lab(base_address: str, nodes: int) -> E2ELab:
 
 
 def stop_lab(lab: E2ELab) -> None:
-    try:
-        cli.down(lab.paths)
-    finally:
-        cleanup.stop_everything(lab.paths)
-        shutil.rmtree(lab.root.parent, ignore_errors=True)
+    discard_lab(lab.paths, lab.root.parent)
 
 
 def lab_fixture(base_address: str, nodes: int) -> Iterator[E2ELab]:

@@ -11,9 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cmslab import cleanup
-
-from .labkit import Lab, new_lab, start, stop_lab
+from .labkit import Lab, new_lab, running
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +19,4 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     base = getattr(request.module, "LAB_BASE", "127.0.19.1")
     nodes = getattr(request.module, "LAB_NODES", 3)
     wording = getattr(request.module, "LAB_WORDING", "master")
-    handle = new_lab(base, nodes, wording=wording)
-    try:
-        start(handle)
-        yield handle
-    finally:
-        try:
-            stop_lab(handle)
-        finally:
-            cleanup.stop_everything(handle.paths)
+    yield from running(new_lab(base, nodes, wording=wording))

@@ -6,9 +6,8 @@ import asyncio
 import os
 import random
 import shutil
-import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import asyncssh
 from cmslab import cleanup, cli, labfiles
 from cmslab.config import LabConfig, LabPaths, NodeConfig, make_config
 from cmslab.ports import port_is_free
+from cmslab.scratch import scratch_dir
 
 UPLOAD_NAMES = {
     "server_key": "dbclusterserver.key",
@@ -152,8 +152,7 @@ class Lab:
 
 def new_lab(base_address: str, nodes: int = 3, **kw: Any) -> Lab:
     """A lab directory (not started) in /tmp on free ports."""
-    root = Path(tempfile.mkdtemp(prefix="cmslab-test-", dir="/tmp"))
-    os.chmod(root, 0o711)
+    root = scratch_dir("cmslab-test-")
     ssh, db = free_ports(addresses(base_address, nodes))
     cfg = make_config(nodes, base_address, ssh_port=ssh, db_port=db, **kw)
     return Lab(LabPaths(root), cfg, "")
@@ -162,6 +161,18 @@ def new_lab(base_address: str, nodes: int = 3, **kw: Any) -> Lab:
 def start(lab: Lab) -> None:
     cli.up(lab.paths, lab.cfg)
     lab.password = labfiles.read_password(lab.paths)
+
+
+def running(lab: Lab) -> Iterator[Lab]:
+    """Start ``lab`` for a fixture; stop it (and any leftovers) afterwards, whatever happened."""
+    try:
+        start(lab)
+        yield lab
+    finally:
+        try:
+            stop_lab(lab)
+        finally:
+            cleanup.stop_everything(lab.paths)
 
 
 def addresses(base: str, n: int) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from cmslab import cleanup
 
-from .labkit import Lab, addresses, free_ports, new_lab, start, stop_lab
+from .labkit import Lab, addresses, free_ports, new_lab, running, stop_lab
 
 pytestmark = pytest.mark.lab
 
@@ -24,15 +24,7 @@ DISABLED = "Status                   : Disabled"
 
 @pytest.fixture(scope="module")
 def light_lab() -> Iterator[Lab]:
-    handle = new_lab(LAB_BASE, NODES, light=True)
-    try:
-        start(handle)
-        yield handle
-    finally:
-        try:
-            stop_lab(handle)
-        finally:
-            cleanup.stop_everything(handle.paths)
+    yield from running(new_lab(LAB_BASE, NODES, light=True))
 
 
 def pg_dirs(lab: Lab) -> set[str]:
