@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from reconciler.cluster_view import ClusterView, NodeView, normalize_address
 from reconciler.plan_model import Action, Blocked, LocalFile, Upload
 from reconciler.snapshot_model import Observed
-from reconciler.spec_model import ClusterSpec, NodeRole
+from reconciler.spec_model import ClusterSpec, NodeRole, remote_name
 from reconciler.status_model import ClusterStatus, CommandResult
 
 REJOIN = "rejoin"
@@ -41,32 +41,26 @@ CertNames = tuple[str | None, str | None, str | None, str | None, str | None]
 Pair = tuple[str, str]
 
 
-def basename(path: str) -> str:
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
+def _last_command_was(status: ClusterStatus, command: str, result: CommandResult) -> bool:
+    last = status.last_command
+    return (
+        last is not None
+        and last.command is not None
+        and " ".join(last.command.split()) == command
+        and last.result is result
+    )
 
 
 def schema_repair_pending(status: ClusterStatus) -> bool:
     """A6: the node shows a schema error, or its last `upgrade_schema` failed."""
     if status.error is not None and "schema" in status.error.lower():
         return True
-    last = status.last_command
-    return (
-        last is not None
-        and last.command is not None
-        and " ".join(last.command.split()) == "database cluster upgrade_schema"
-        and last.result is CommandResult.FAILED
-    )
+    return _last_command_was(status, "database cluster upgrade_schema", CommandResult.FAILED)
 
 
 def left_by_remove(status: ClusterStatus) -> bool:
     """The node's last command was a successful `remove`: joining it again is a rejoin."""
-    last = status.last_command
-    return (
-        last is not None
-        and last.command is not None
-        and " ".join(last.command.split()) == "database cluster remove"
-        and last.result is CommandResult.SUCCESS
-    )
+    return _last_command_was(status, "database cluster remove", CommandResult.SUCCESS)
 
 
 @dataclass(frozen=True)
@@ -162,7 +156,7 @@ class PlanContext:
     def remote_name(self, path: str) -> str:
         if self.local_files is not None and path in self.local_files:
             return self.local_files[path].remote_name
-        return basename(path)
+        return remote_name(path)
 
     def wanted_certs(self, key: str) -> CertNames | None:
         paths = self.spec_paths(key)

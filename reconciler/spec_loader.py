@@ -31,14 +31,13 @@ from reconciler.cert_checks import CertProblem, Part
 from reconciler.diagnostics import Diagnostic, Severity, errors_of, sort_diagnostics
 from reconciler.errors import SpecError
 from reconciler.plan_model import LocalFile
-from reconciler.spec_model import CertificateSet, ClusterSpec, KeyPair
+from reconciler.spec_model import CertificateSet, ClusterSpec, KeyPair, remote_name
 from reconciler.spec_rules import (
     certificate_sets,
     check_secrets,
     check_spec,
     looks_inline,
     redact,
-    remote_name,
     secret_paths,
     secret_values,
 )

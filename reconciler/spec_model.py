@@ -13,6 +13,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def remote_name(spec_path: str) -> str:
+    """The bare file name a spec path gets on the MMP (its basename): commands name files so."""
+    return spec_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
 class SpecModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from reconciler.diagnostics import Diagnostic
-from reconciler.spec_model import CertificateSet, ClusterSpec, NodeRole
+from reconciler.spec_model import CertificateSet, ClusterSpec, NodeRole, remote_name
 from reconciler.yaml_source import FieldPath, YamlDocument, field_name
 
 # Mapping keys that hold (or look like they hold) a literal secret.
@@ -406,11 +406,6 @@ def _set_files(path: FieldPath, certs: CertificateSet) -> list[tuple[FieldPath, 
             files.append(((*path, pair_name, "cert"), pair.cert))
             files.append(((*path, pair_name, "key"), pair.key))
     return files
-
-
-def remote_name(spec_path: str) -> str:
-    """The bare file name a spec path gets on the MMP (its basename)."""
-    return spec_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
 
 
 def check_remote_file_names(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
