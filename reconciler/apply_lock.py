@@ -1,7 +1,9 @@
 """One apply per cluster at a time: a lock file in the state directory.
 
-The file ``<state-dir>/<cluster>.lock`` is created atomically (O_CREAT|O_EXCL)
-and holds JSON: holder (``user@host``), pid, start time, expiry and run id.
+The file ``<state-dir>/<cluster>.lock`` holds JSON: holder (``user@host``), pid,
+start time, expiry and run id. It is created atomically with its content already
+in it (written to a temporary file, then hard-linked into place), so a competing
+apply never reads an empty or half-written lock.
 The executor refreshes the expiry after every step. A second apply refuses and
 names the holder. A lock is *stale* when it expired or when its holder ran on
 this host and that process is gone (e.g. killed with SIGKILL); a stale lock is
@@ -64,6 +66,25 @@ def read_lock(path: Path) -> LockInfo | None:
     return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
 
 
+def _create_with_content(path: Path, content: str) -> None:
+    """Create ``path`` holding ``content`` in one atomic step; FileExistsError if it exists.
+
+    The content is written to a private temporary file first and then hard-linked
+    to ``path`` (link() never replaces an existing file), so a competing apply
+    never sees the lock file empty or half written.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -115,16 +136,14 @@ class ApplyLock:
             started_at=started.isoformat(),
             expires_at=(started + timedelta(seconds=ttl)).isoformat(),
         )
+        content = json.dumps(asdict(info), indent=2) + "\n"
         for attempt in (1, 2):
             try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                _create_with_content(path, content)
             except FileExistsError:
                 if attempt == 2 or not cls._handle_existing(path, cluster, break_lock):
                     raise
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(asdict(info), fh, indent=2)
-                fh.write("\n")
             log.info("lock acquired", cluster=cluster, lock=str(path), run_id=info.run_id)
             return cls(path, info, ttl)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -91,3 +92,46 @@ def test_refresh_extends_expiry_and_detects_a_broken_lock(tmp_path: Path) -> Non
         held.refresh()
     held.release()  # not ours any more: must not remove the other's lock
     assert read_lock(other.path) == other.info
+
+
+def _race_for_the_lock(state: Path, contenders: int) -> tuple[list[ApplyLock], list[str]]:
+    """``contenders`` threads call acquire at the same instant; (winners, refusals)."""
+    barrier = threading.Barrier(contenders)
+    won: list[ApplyLock] = []
+    refused: list[str] = []
+    guard = threading.Lock()
+
+    def contend() -> None:
+        barrier.wait()
+        try:
+            lock = ApplyLock.acquire(state, "lab")
+        except LockHeldError as exc:
+            with guard:
+                refused.append(str(exc))
+        else:
+            with guard:
+                won.append(lock)
+
+    threads = [threading.Thread(target=contend) for _ in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won, refused
+
+
+def test_racing_applies_never_see_a_half_written_lock(tmp_path: Path) -> None:
+    """Many applies starting at the same instant: one wins, every other names it as live.
+
+    Before the lock was created with its content in place, a loser could read the
+    winner's file between create and write and call it "stale, unreadable".
+    """
+    contenders = 8
+    for round_no in range(40):
+        state = tmp_path / f"round{round_no}"
+        won, refused = _race_for_the_lock(state, contenders)
+        assert len(won) == 1, refused
+        assert len(refused) == contenders - 1
+        assert all("locked by another apply" in message for message in refused), refused
+        won[0].release()
+        assert sorted(p.name for p in state.iterdir()) == [], "temporary files left behind"
