@@ -22,7 +22,7 @@ from reconciler.apply_lock import ApplyLock
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
 from reconciler.cert_checks import CertFormatError, certificate_expiry
 from reconciler.cluster_verdict import ClusterVerdict, Verdict, cluster_verdict
-from reconciler.db_view import DbView, db_disagreements, db_view_for
+from reconciler.db_view import DbView, db_disagreements, db_view_for, preload_driver
 from reconciler.errors import DriftError, SpecError, StalePlanError
 from reconciler.executor import Executor, ExecutorOptions
 from reconciler.executor_report import diagnose
@@ -218,6 +218,8 @@ def certificate_expiries(loaded: LoadedSpec, now: dt.datetime | None = None) -> 
 async def gather_status(
     loaded: LoadedSpec, args: argparse.Namespace, *, with_db: bool = True
 ) -> tuple[ObservationRun, Plan, DbView | None, ClusterVerdict]:
+    if with_db:
+        preload_driver()
     run = await _observe(loaded, args, with_files=True)
     the_plan = _plan(loaded, run.observed)
     db = await db_view_for(loaded, run.observed) if with_db else None
@@ -299,6 +301,7 @@ async def _apply(
     loaded: LoadedSpec, args: argparse.Namespace, saved: Plan | None, lock: ApplyLock
 ) -> int:
     spec = loaded.spec
+    preload_driver()  # for the database check that proves convergence at the end
     transport = make_transport(loaded, args)
     try:
         run = await observe_nodes(spec, transport, with_files=True)
@@ -336,6 +339,8 @@ async def _apply(
                 options=executor_options(args),
                 progress=_out,
                 stop=stop,
+                # no confirmation prompt between the observation and the first step
+                observed_fresh=saved is not None or bool(args.yes),
             )
             with _stop_on_signals(stop):
                 result = await executor.execute(the_plan)

@@ -25,11 +25,8 @@ from reconciler.cli_live import STATE_DIR_NAME, add_executor_arguments
 from reconciler.errors import ReconcilerError
 from reconciler.executor import ExecutorOptions
 from reconciler.logging_setup import configure_logging
-from reconciler.metrics import HealthState, MetricsServer, WatchMetrics, start_metrics_server
 from reconciler.watch_decision import Mode
 from reconciler.watch_loop import WatchConfig
-from reconciler.watch_runner import LiveClusterRunner
-from reconciler.watch_supervisor import WatchSupervisor
 from reconciler.watch_triggers import DEFAULT_DEBOUNCE_MS, watch_for_changes
 
 log = structlog.get_logger("reconciler.watch")
@@ -64,6 +61,12 @@ class WatchOptions:
 
 async def run_watch(options: WatchOptions) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
+    # Imported here: every `reconcile` command builds the parser that registers `watch`,
+    # and only `watch` needs prometheus-client and the live runner.
+    from reconciler.metrics import HealthState, MetricsServer, WatchMetrics, start_metrics_server
+    from reconciler.watch_runner import LiveClusterRunner
+    from reconciler.watch_supervisor import WatchSupervisor
+
     metrics = WatchMetrics()
     health = HealthState(stale_after=options.stale_after)
     ssh_limit = asyncio.Semaphore(options.max_ssh)

@@ -15,16 +15,17 @@ is by certificate.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psycopg
+from types import ModuleType
 
 from reconciler.cluster_view import build_view, normalize_address
 from reconciler.snapshot_model import Observed
@@ -97,6 +98,18 @@ def _client_files(loaded: LoadedSpec, master_name: str | None) -> tuple[Path, Pa
     )
 
 
+def _import_driver() -> ModuleType:
+    return importlib.import_module("psycopg")
+
+
+def preload_driver() -> None:
+    """psycopg is imported on first use (most commands never connect to the database
+    and its import costs ~40 ms of start-up). Commands that will need it call this first:
+    the import runs in a background thread while they wait on SSH, so the database check
+    does not pay for it on the critical path."""
+    threading.Thread(target=_import_driver, name="psycopg-import", daemon=True).start()
+
+
 async def read_db_view(
     loaded: LoadedSpec,
     master_address: str,
@@ -108,6 +121,8 @@ async def read_db_view(
     """Connect to the master's database (never raises: errors are in the view)."""
     ca, cert, key = _client_files(loaded, master_name)
     host = master_address.strip("[]")
+    import psycopg  # imported on first use: see preload_driver
+
     try:
         with _private_copy(key) as private_key:
             conn = await psycopg.AsyncConnection.connect(

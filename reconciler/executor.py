@@ -105,13 +105,22 @@ class ExecutionResult:
 
 @dataclass(frozen=True)
 class _Reading:
-    """A node's observation read by a step's outcome check, after its command completed."""
+    """A node's observation read after this run's last command to it completed: by a
+    step's outcome check, by the run's own observation just before the first step, or
+    alongside the polls of an asynchronous step the next steps wait for (a look-ahead)."""
 
     observation: NodeObservation
     sent: int  # the node's MMP-commands-sent count when it was read
     cluster_sent: int  # the run's cluster-step commands-sent count when it was read
     uploads: int  # the node's uploads count when its file checksums were read
     files: frozenset[str]  # the files whose checksums it read
+    taken: float  # time.monotonic() when it was read
+
+
+# A reading stands in for the re-read of a node other than the step's own (a join's
+# master) only this long: in practice it is from the poll round that saw the previous
+# step finish, or from that step's outcome check.
+OTHER_NODE_READING_SECONDS = 1.0
 
 
 class _Backoff:
@@ -288,9 +297,12 @@ class Executor:
         options: ExecutorOptions | None = None,
         progress: Callable[[str], None] | None = None,
         stop: asyncio.Event | None = None,
+        observed_fresh: bool = False,
     ) -> None:
         """``stop``: once set, no further step starts; steps already running finish
-        (SIGTERM/SIGINT in `apply` and `watch`: finish the current step, then stop)."""
+        (SIGTERM/SIGINT in `apply` and `watch`: finish the current step, then stop).
+        ``observed_fresh``: ``observed`` was read by this run just now (no confirmation
+        prompt or other pause since): each node's first step re-uses it as its re-read."""
         self.spec = spec
         self.stop = stop
         self.transport = transport
@@ -308,6 +320,11 @@ class Executor:
         self._cluster_sent = 0  # cluster-step commands this run sent (any node)
         self._readings: dict[str, _Reading] = {}
         self._clustered: frozenset[str] = frozenset()
+        self._observed_fresh = observed_fresh
+        # the scheduler's view, for the look-ahead polls of asynchronous steps
+        self._steps: list[Step] = []
+        self._preds: list[frozenset[int]] = []
+        self._finished: list[asyncio.Event] = []
 
     # ------------------------------------------------------------------ driver
     async def execute(self, plan: Plan) -> ExecutionResult:
@@ -324,6 +341,9 @@ class Executor:
             deferred = deferred_preparation(steps, preds, clustered)
             started = [asyncio.Event() for _ in steps]
             finished = [asyncio.Event() for _ in steps]
+            self._steps, self._preds, self._finished = steps, preds, finished
+            if self._observed_fresh:
+                self._seed_readings(steps)
             joins = asyncio.Semaphore(max(1, self.spec.policy.join_concurrency))
 
             async def scheduled(index: int) -> None:
@@ -424,6 +444,73 @@ class Executor:
         if step.destructive:
             self.journal.mark("completed", step=step.id, node=step.node, command=step.command or "")
 
+    def _seed_readings(self, steps: list[Step]) -> None:
+        """The run's own observation, read just before the first step with nothing sent
+        since, is each node's re-read for its first step. It listed the whole SFTP root,
+        so it answers for every file the steps name (a missing file is absent)."""
+        named: dict[str, set[str]] = {}
+        for step in steps:
+            for fact in step.depends_on:
+                if fact.key.startswith(FILE_PREFIX):
+                    named.setdefault(fact.node, set()).add(fact.key[len(FILE_PREFIX) :])
+        for node, obs in self.observed.nodes.items():
+            if not obs.reachable or obs.status is None:
+                continue
+            listed = set(obs.files) | named.get(node, set()) if obs.files is not None else set()
+            self._readings[node] = _Reading(
+                observation=obs,
+                sent=0,
+                cluster_sent=0,
+                uploads=0,
+                files=frozenset(listed),
+                taken=time.monotonic(),
+            )
+
+    def _lookahead_nodes(self, step: Step) -> list[str]:
+        """The nodes the steps that wait only for ``step`` will re-read first (a join's
+        node and its master): read alongside ``step``'s polls, the last poll round's
+        readings are their re-reads, so the next join does not wait one more round trip."""
+        if not self._steps or (self.stop is not None and self.stop.is_set()):
+            return []
+        index = next((i for i, s in enumerate(self._steps) if s is step), None)
+        if index is None:
+            return []
+        names: list[str] = []
+        for later, preds in enumerate(self._preds):
+            if index not in preds or later <= index:
+                continue
+            if any(not self._finished[p].is_set() for p in preds if p != index):
+                continue
+            for name in self._touched(self._steps[later]):
+                if name != step.node and name not in names:
+                    names.append(name)
+        return names
+
+    def _record_lookahead(
+        self, names: list[str], fresh: Observed, counts: dict[str, tuple[int, int, int]]
+    ) -> None:
+        now = time.monotonic()
+        for name in names:
+            obs = fresh.get(name)
+            if not obs.reachable or counts[name] != self._counts(name):
+                continue
+            sent, uploads, cluster_sent = counts[name]
+            self._readings[name] = _Reading(
+                observation=obs,
+                sent=sent,
+                cluster_sent=cluster_sent,
+                uploads=uploads,
+                files=frozenset(),
+                taken=now,
+            )
+
+    def _recent_reading(self, node: str) -> bool:
+        """A reading of ``node`` that still stands for a re-read by another node's step."""
+        reading = self._valid_reading(node)
+        return (
+            reading is not None and time.monotonic() - reading.taken <= OTHER_NODE_READING_SECONDS
+        )
+
     def _touched(self, step: Step) -> list[str]:
         """The nodes to re-observe before ``step``: its node, the nodes its facts name, a
         join's/connect's target and — only when a fact is a `sync` (defined by the master's
@@ -500,6 +587,7 @@ class Executor:
                 cluster_sent=self._cluster_sent,
                 uploads=self._uploads.get(step.node, 0),
                 files=files,
+                taken=time.monotonic(),
             )
 
     def _counts(self, node: str) -> tuple[int, int, int]:
@@ -554,11 +642,19 @@ class Executor:
         first = True
         while True:
             names = self._touched(step)
-            # Only the first check may re-use the outcome check of the node's previous
-            # step (read after its command completed, nothing sent to the node since);
-            # other nodes (a join's target, a fact's node) are always read again.
+            # Only the first check may re-use a reading (taken after the node's last
+            # command completed, nothing sent to it since: docs/live.md): any for the
+            # step's own node; for other nodes (a join's target, a fact's node) only one
+            # less than OTHER_NODE_READING_SECONDS old, i.e. from the poll round or the
+            # outcome check that just ended the previous step.
             if first and await self._reuse_reading(step.node, wanted.get(step.node, frozenset())):
                 names.remove(step.node)
+            if first:
+                names = [
+                    n
+                    for n in names
+                    if n == step.node or wanted.get(n) or not self._recent_reading(n)
+                ]
             first = False
             if names:
                 counts = self._counts(step.node)
@@ -688,7 +784,11 @@ class Executor:
         deadline = time.monotonic() + self.action_timeout
         backoff = _Backoff(self.options.poll_interval)
         while True:
-            obs = (await self._reobserve([step.node])).get(step.node)
+            ahead = self._lookahead_nodes(step)  # the next steps' other inputs may finish
+            counts = {name: self._counts(name) for name in ahead}
+            fresh = await self._reobserve([step.node, *ahead])
+            self._record_lookahead(ahead, fresh, counts)
+            obs = fresh.get(step.node)
             last = obs.status.last_command if obs.status is not None and obs.reachable else None
             if last is not None and same_command(last.command, step.command):
                 if last.result is CommandResult.SUCCESS:

@@ -67,6 +67,8 @@ class FakeCluster:
     # (node, len(commands) at the time) of each `status` read
     status_reads: list[tuple[str, int]] = field(default_factory=list)
     digest_reads: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # every `status` read, command, upload and checksum read in the order they happened
+    timeline: list[tuple[str, str]] = field(default_factory=list)
     _pending: dict[str, _Pending] = field(default_factory=dict)
 
     def _tick(self, key: str) -> None:
@@ -104,6 +106,7 @@ class FakeCluster:
                 key, command, f"FAILURE: unknown command '{command}' (type 'help')", 1
             )
         self.commands.append((key, command))
+        self.timeline.append((key, command))
         refusal = self.fail_commands.get((key, command))
         if refusal is not None:
             raise CommandFailedError(key, command, f"FAILURE: {refusal}", 1)
@@ -135,6 +138,7 @@ class FakeCluster:
             sha256=hashlib.sha256(data).hexdigest(),
         )
         self.commands.append((key, f"sftp put {remote_name}"))
+        self.timeline.append((key, f"sftp put {remote_name}"))
         step = Step(
             id="fake", node=key, action=Action.UPLOAD, command=None, reason="fake", upload=upload
         )
@@ -158,6 +162,7 @@ class FakeSession:
         key = self.target.name
         if command == STATUS_COMMAND:
             self.cluster.status_reads.append((key, len(self.cluster.commands)))
+            self.cluster.timeline.append((key, command))
             text = self.cluster.status_text(key)
         elif command == "syslog":
             text = self.cluster.syslog
@@ -178,7 +183,9 @@ class FakeSession:
 
     async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
         self._check_up()
-        self.cluster.digest_reads.append((self.target.name, tuple(names)))
+        names = tuple(names)
+        self.cluster.digest_reads.append((self.target.name, names))
+        self.cluster.timeline.append((self.target.name, "sha256 " + " ".join(names)))
         files = self.cluster.files(self.target.name)
         return {n: files.get(n) for n in names}
 

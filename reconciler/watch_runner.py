@@ -173,6 +173,8 @@ class LiveClusterRunner:
                 options=self.executor_options,
                 progress=lambda line: log.info("apply", cluster=cluster, detail=line),
                 stop=stop,
+                # not observed_fresh: the cycle observed before taking the lock, so an
+                # apply that ran in between is only seen by the per-step re-reads
             )
             # Once `stop` is set the executor starts no further step; running ones finish.
             result = await executor.execute(plan.model_copy(update={"steps": steps}))

@@ -31,7 +31,7 @@ from reconciler.planner import plan
 from reconciler.simulation import SimNode, World, observe, settle
 from reconciler.spec_model import ClusterSpec
 from reconciler.status_model import CommandResult
-from reconciler.transport import NodeTarget
+from reconciler.transport import STATUS_COMMAND, NodeTarget
 
 FAST = ExecutorOptions(poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0)
 CERT_FILES = {
@@ -109,8 +109,17 @@ def clustered_world(n: int, master: int, files: dict[str, LocalFile]) -> World:
 
 
 class Harness:
-    def __init__(self, spec: ClusterSpec, cluster: FakeCluster, state: Path, run_id: str = "r1"):
+    def __init__(
+        self,
+        spec: ClusterSpec,
+        cluster: FakeCluster,
+        state: Path,
+        run_id: str = "r1",
+        *,
+        observed_fresh: bool = False,
+    ):
         self.spec = spec
+        self.observed_fresh = observed_fresh
         self.cluster = cluster
         self.transport = FakeTransport(cluster)
         self.audit = AuditLog(audit_path(state, spec.cluster), cluster=spec.cluster, run_id=run_id)
@@ -126,6 +135,7 @@ class Harness:
             journal=self.journal,
             options=FAST,
             progress=self.lines.append,
+            observed_fresh=self.observed_fresh,
         )
         return await executor.execute(the_plan)
 
@@ -597,3 +607,81 @@ async def test_drift_after_a_cluster_step_is_seen_despite_an_earlier_outcome_rea
     assert isinstance(result.error, DriftError), result.error
     assert any(c.startswith("n3.state: planned") for c in result.error.changed)
     assert not any(n == "n3" and "join" in c for n, c in cluster.commands)
+
+
+async def test_a_fresh_observation_is_each_nodes_first_re_read(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    """apply --yes observes after taking the lock and starts at once: the master's first
+    steps re-use that reading (status and the SFTP listing) instead of reading again.
+    The other nodes' preparation starts once `initialize` was sent: a cluster step ran
+    since the observation, so they read again."""
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=2)
+    the_plan = replan(spec, cluster.world, files)
+    result = await Harness(spec, cluster, tmp_path, observed_fresh=True).execute(the_plan)
+    assert result.ok, result.error
+    assert replan(spec, cluster.world, files).steps == ()
+    # n1's first contact is its first upload: neither its status nor its files were read
+    # again, and its first status read comes after its first MMP command
+    n1 = [what for n, what in cluster.timeline if n == "n1"]
+    assert n1[0].startswith("sftp put ")
+    assert n1.index("database cluster localnode a") < n1.index(STATUS_COMMAND)
+    initialize = cluster.timeline.index(INITIALIZE)
+    for node in ("n2", "n3"):
+        assert cluster.timeline.index((node, STATUS_COMMAND)) > initialize
+
+
+async def test_without_a_fresh_observation_the_first_step_reads_again(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=2)
+    result = await Harness(spec, cluster, tmp_path).execute(replan(spec, cluster.world, files))
+    assert result.ok, result.error
+    assert ("n1", 0) in cluster.status_reads
+
+
+def _reads_between(
+    cluster: FakeCluster, after: tuple[str, str], before: tuple[str, str]
+) -> list[str]:
+    """The nodes whose status was read between two commands, in order."""
+    start = cluster.timeline.index(after)
+    end = cluster.timeline.index(before)
+    return [n for n, what in cluster.timeline[start:end] if what == STATUS_COMMAND]
+
+
+INITIALIZE = ("n1", "database cluster initialize")
+JOIN_N2 = ("n2", "database cluster join 127.0.20.1")
+
+
+async def test_the_next_join_uses_the_reads_taken_with_the_last_poll(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    """While `initialize` runs, each poll round also reads the nodes the first join will
+    re-read (its node; the master is the polled node): the join starts right after the
+    round that shows (Success), without another round trip."""
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=3)
+    result = await Harness(spec, cluster, tmp_path).execute(replan(spec, cluster.world, files))
+    assert result.ok, result.error
+    between = _reads_between(cluster, INITIALIZE, JOIN_N2)
+    assert between.count("n1") == 3  # the three polls; no re-read of the master
+    assert between.count("n2") == 3  # read alongside each poll, not again afterwards
+    # the second join: the polls of n2's join read n3 and the master alongside
+    between = _reads_between(cluster, JOIN_N2, ("n3", "database cluster join 127.0.20.1"))
+    assert between.count("n2") == between.count("n3") == between.count("n1") == 3
+
+
+async def test_a_look_ahead_reading_too_old_is_read_again(
+    tmp_path: Path, files: dict[str, LocalFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reconciler.executor as executor_module
+
+    monkeypatch.setattr(executor_module, "OTHER_NODE_READING_SECONDS", -1.0)
+    spec = make_spec(3)
+    cluster = FakeCluster(fresh_world(3), async_polls=3)
+    result = await Harness(spec, cluster, tmp_path).execute(replan(spec, cluster.world, files))
+    assert result.ok, result.error
+    between = _reads_between(cluster, INITIALIZE, JOIN_N2)
+    assert between.count("n1") == 4  # three polls, then the join's own re-read of its target
