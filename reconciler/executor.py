@@ -27,11 +27,11 @@ clustered node or on its join target. So the nodes' preparation (upload, localno
 certs, `clear error` while not clustered) runs concurrently, the master's `initialize`
 starts without waiting for the other nodes' preparation, and each join starts once the
 cluster steps before it and its node's preparation are done. Preparation the next
-cluster step does not need waits until that step has *started*
-(:func:`deferred_preparation`): the critical path (the master's preparation, then
-`initialize`) does not share the process with it. Joins run ``policy.join_concurrency``
-at a time (default 1: one after another). On any failure nothing further starts; steps
-already running on other nodes finish.
+cluster step and the one after it do not need waits until the next one has *started*
+(:func:`deferred_preparation`): the critical path (the master's and the first joining
+node's preparation, then `initialize`) does not share the process with it. Joins run
+``policy.join_concurrency`` at a time (default 1: one after another). On any failure
+nothing further starts; steps already running on other nodes finish.
 """
 
 from __future__ import annotations
@@ -249,13 +249,17 @@ def deferred_preparation(
     """Preparation that gives way to the critical path: step index -> the index of the
     cluster step whose *start* it waits for.
 
-    Pure. A preparation step that the next cluster step after it does not need (not even
-    through other steps) starts only once that cluster step has started. On fresh nodes
-    the master's preparation and `initialize` then run without the other nodes'
-    preparation competing for the same process and cores; the other nodes prepare
-    while `initialize` runs, long before their joins. No cycle is possible: the cluster
-    step does not wait for the step deferred to it (by construction), and every other
-    wait points to an earlier step or an earlier-starting cluster step.
+    Pure. A preparation step that neither the next cluster step after it nor the one
+    after that needs (not even through other steps) starts only once the next cluster
+    step has started. On fresh nodes the master's and the first joining node's
+    preparation run at once, and `initialize` starts without the other nodes'
+    preparation competing for the same process and cores; those prepare while
+    `initialize` and the first join run, long before their own joins. (Deferring the
+    first joining node too would put its preparation on the critical path whenever it
+    takes longer than `initialize`, as it does at a 200 ms MMP latency.) No cycle is
+    possible: the cluster step does not wait for the step deferred to it (by
+    construction), and every other wait points to an earlier step or an
+    earlier-starting cluster step.
     """
     ancestors: list[set[int]] = []
     for i in range(len(steps)):
@@ -268,9 +272,9 @@ def deferred_preparation(
     for i in range(len(steps)):
         if cluster[i]:
             continue
-        nxt = next((c for c in range(i + 1, len(steps)) if cluster[c]), None)
-        if nxt is not None and i not in ancestors[nxt]:
-            out[i] = nxt
+        later = [c for c in range(i + 1, len(steps)) if cluster[c]][:2]
+        if later and not any(i in ancestors[c] for c in later):
+            out[i] = later[0]
     return out
 
 

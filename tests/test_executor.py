@@ -191,7 +191,7 @@ async def test_drift_before_a_step_stops_with_the_changed_facts(
     # later id (the initialize that broke n3), but nothing started after it
     failure_line = next(i for i, line in enumerate(h.lines) if "DRIFT" in line)
     assert not any(line.endswith(" ...") for line in h.lines[failure_line:])
-    assert not any("join" in c for _, c in cluster.commands)
+    assert not any(n == "n3" and "join" in c for n, c in cluster.commands)
 
 
 async def test_async_failure_stops_and_diagnoses(
@@ -518,19 +518,25 @@ def test_preparation_not_needed_by_the_next_cluster_step_waits_for_its_start() -
     steps = [
         _step(1, "n1", Action.UPLOAD),
         _step(2, "n2", Action.UPLOAD),
-        _step(3, "n1", Action.CERTS),
-        _step(4, "n2", Action.CERTS),
-        _step(5, "n1", Action.INITIALIZE),
-        _step(6, "n2", Action.JOIN, join),
-        _step(7, "n3", Action.UPLOAD),
+        _step(3, "n3", Action.UPLOAD),
+        _step(4, "n1", Action.CERTS),
+        _step(5, "n2", Action.CERTS),
+        _step(6, "n3", Action.CERTS),
+        _step(7, "n1", Action.INITIALIZE),
+        _step(8, "n2", Action.JOIN, join),
+        _step(9, "n3", Action.JOIN, join),
+        _step(10, "n4", Action.UPLOAD),
     ]
-    preds = step_predecessors(steps, clustered=frozenset(), targets={"s06": "n1"})
-    # n2's preparation gives way to initialize; n1's is what initialize needs; n3's upload
-    # comes after the join (a cluster step): it waits for it to finish, not just start
-    assert deferred_preparation(steps, preds, frozenset()) == {1: 4, 3: 4}
-    # clustered n2: initialize waits for n2's preparation, so nothing is deferred
-    clustered = frozenset({"n2"})
-    preds = step_predecessors(steps, clustered=clustered, targets={"s06": "n1"})
+    targets = {"s08": "n1", "s09": "n1"}
+    preds = step_predecessors(steps, clustered=frozenset(), targets=targets)
+    # n1's preparation is what initialize needs and n2's what the join after it needs:
+    # both start at once; n3's gives way to initialize (it has initialize and n2's join
+    # to finish in); n4's upload comes after the joins (cluster steps): it waits for them
+    # to finish, not just start
+    assert deferred_preparation(steps, preds, frozenset()) == {2: 6, 5: 6}
+    # clustered n3: initialize waits for n3's preparation, so nothing is deferred
+    clustered = frozenset({"n3"})
+    preds = step_predecessors(steps, clustered=clustered, targets=targets)
     assert deferred_preparation(steps, preds, clustered) == {}
 
 
@@ -612,24 +618,26 @@ async def test_drift_after_a_cluster_step_is_seen_despite_an_earlier_outcome_rea
 async def test_a_fresh_observation_is_each_nodes_first_re_read(
     tmp_path: Path, files: dict[str, LocalFile]
 ) -> None:
-    """apply --yes observes after taking the lock and starts at once: the master's first
-    steps re-use that reading (status and the SFTP listing) instead of reading again.
-    The other nodes' preparation starts once `initialize` was sent: a cluster step ran
-    since the observation, so they read again."""
+    """apply --yes observes after taking the lock and starts at once: the first steps of
+    the master and of the first joining node re-use that reading (status and the SFTP
+    listing) instead of reading again. The last node prepares once `initialize` was sent
+    (a cluster step ran since the observation), so it reads again."""
     spec = make_spec(3)
     cluster = FakeCluster(fresh_world(3), async_polls=2)
     the_plan = replan(spec, cluster.world, files)
     result = await Harness(spec, cluster, tmp_path, observed_fresh=True).execute(the_plan)
     assert result.ok, result.error
     assert replan(spec, cluster.world, files).steps == ()
-    # n1's first contact is its first upload: neither its status nor its files were read
-    # again, and its first status read comes after its first MMP command
-    n1 = [what for n, what in cluster.timeline if n == "n1"]
-    assert n1[0].startswith("sftp put ")
-    assert n1.index("database cluster localnode a") < n1.index(STATUS_COMMAND)
-    initialize = cluster.timeline.index(INITIALIZE)
-    for node in ("n2", "n3"):
-        assert cluster.timeline.index((node, STATUS_COMMAND)) > initialize
+    # their first contact is their first upload: neither status nor files were read
+    # again, and the first status read comes after the first MMP command
+    for node in ("n1", "n2"):
+        seen = [what for n, what in cluster.timeline if n == node]
+        assert seen[0].startswith("sftp put "), (node, seen)
+        assert seen.index("database cluster localnode a") < seen.index(STATUS_COMMAND)
+    n3 = [what for n, what in cluster.timeline if n == "n3"]
+    first_upload = next(i for i, what in enumerate(n3) if what.startswith("sftp put "))
+    assert STATUS_COMMAND in n3[:first_upload]
+    assert cluster.timeline.index(INITIALIZE) < cluster.timeline.index(("n3", STATUS_COMMAND))
 
 
 async def test_without_a_fresh_observation_the_first_step_reads_again(
