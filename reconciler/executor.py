@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -56,7 +56,7 @@ from reconciler.errors import (
 )
 from reconciler.facts import FILE_PREFIX, changed_facts
 from reconciler.observer import merge_observations, observe_nodes
-from reconciler.plan_model import ASYNC_ACTIONS, Action, Plan, Step
+from reconciler.plan_model import ASYNC_ACTIONS, Action, Fact, Plan, Step
 from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.spec_model import ClusterSpec
 from reconciler.status_model import CommandResult
@@ -278,6 +278,15 @@ def deferred_preparation(
     return out
 
 
+def files_named(facts: Iterable[Fact]) -> dict[str, frozenset[str]]:
+    """Node -> the files whose `file:<name>` facts appear in ``facts``."""
+    named: dict[str, set[str]] = {}
+    for fact in facts:
+        if fact.key.startswith(FILE_PREFIX):
+            named.setdefault(fact.node, set()).add(fact.key[len(FILE_PREFIX) :])
+    return {node: frozenset(names) for node, names in named.items()}
+
+
 def describe_changes(changed: tuple[tuple[object, str | None], ...]) -> tuple[str, ...]:
     lines = []
     for fact, current in changed:
@@ -452,11 +461,7 @@ class Executor:
         """The run's own observation, read just before the first step with nothing sent
         since, is each node's re-read for its first step. It listed the whole SFTP root,
         so it answers for every file the steps name (a missing file is absent)."""
-        named: dict[str, set[str]] = {}
-        for step in steps:
-            for fact in step.depends_on:
-                if fact.key.startswith(FILE_PREFIX):
-                    named.setdefault(fact.node, set()).add(fact.key[len(FILE_PREFIX) :])
+        named = files_named(fact for step in steps for fact in step.depends_on)
         for node, obs in self.observed.nodes.items():
             if not obs.reachable or obs.status is None:
                 continue
@@ -636,11 +641,7 @@ class Executor:
 
     async def _check_facts(self, step: Step) -> None:
         # file checksums only for the files the facts name (an upload's own file:<name>)
-        files: dict[str, set[str]] = {}
-        for fact in step.depends_on:
-            if fact.key.startswith(FILE_PREFIX):
-                files.setdefault(fact.node, set()).add(fact.key[len(FILE_PREFIX) :])
-        wanted = {n: frozenset(f) for n, f in files.items()}
+        wanted = files_named(step.depends_on)
         deadline = time.monotonic() + self.options.settle_seconds
         backoff = _Backoff(self.options.poll_interval)
         first = True

@@ -468,7 +468,9 @@ def _step(i: int, node: str, action: Action, command: str | None = None) -> Step
     return Step(id=f"s{i:02}", node=node, action=action, command=command or f"c{i}", reason="r")
 
 
-def test_step_predecessors_of_a_fresh_cluster() -> None:
+def _fresh_cluster_steps() -> tuple[list[Step], dict[str, str]]:
+    """Three fresh nodes: uploads, certs, initialize on n1, joins of n2 and n3; the
+    joins' targets."""
     join = "database cluster join 10.0.0.1"
     steps = [
         _step(1, "n1", Action.UPLOAD),
@@ -481,7 +483,11 @@ def test_step_predecessors_of_a_fresh_cluster() -> None:
         _step(8, "n2", Action.JOIN, join),
         _step(9, "n3", Action.JOIN, join),
     ]
-    targets = {"s08": "n1", "s09": "n1"}
+    return steps, {"s08": "n1", "s09": "n1"}
+
+
+def test_step_predecessors_of_a_fresh_cluster() -> None:
+    steps, targets = _fresh_cluster_steps()
     preds = step_predecessors(steps, clustered=frozenset(), targets=targets)
     assert preds[3] == {0}  # n1's certs after n1's upload only
     assert preds[6] == {0, 3}  # initialize: n1's preparation, not n2's or n3's
@@ -514,20 +520,8 @@ def test_preparation_after_a_cluster_step_waits_for_it() -> None:
 
 
 def test_preparation_not_needed_by_the_next_cluster_step_waits_for_its_start() -> None:
-    join = "database cluster join 10.0.0.1"
-    steps = [
-        _step(1, "n1", Action.UPLOAD),
-        _step(2, "n2", Action.UPLOAD),
-        _step(3, "n3", Action.UPLOAD),
-        _step(4, "n1", Action.CERTS),
-        _step(5, "n2", Action.CERTS),
-        _step(6, "n3", Action.CERTS),
-        _step(7, "n1", Action.INITIALIZE),
-        _step(8, "n2", Action.JOIN, join),
-        _step(9, "n3", Action.JOIN, join),
-        _step(10, "n4", Action.UPLOAD),
-    ]
-    targets = {"s08": "n1", "s09": "n1"}
+    steps, targets = _fresh_cluster_steps()
+    steps.append(_step(10, "n4", Action.UPLOAD))
     preds = step_predecessors(steps, clustered=frozenset(), targets=targets)
     # n1's preparation is what initialize needs and n2's what the join after it needs:
     # both start at once; n3's gives way to initialize (it has initialize and n2's join
