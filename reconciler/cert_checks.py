@@ -15,6 +15,7 @@ The one I/O helper is :func:`certificate_expiry` for status output.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import stat
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.x509.oid import NameOID
 
 from reconciler.diagnostics import Severity
+from reconciler.file_limits import CERT_LIMIT, FileReadError, read_bounded
 
 CLIENT_CN = "postgres"
 
@@ -330,6 +332,11 @@ def key_permission_problem(mode: int, *, part: Part = Part.KEY) -> CertProblem |
 def certificate_expiry(path: Path) -> dt.datetime:
     """``notAfter`` (UTC, timezone-aware) of the PEM or DER certificate at ``path``.
 
-    Raises OSError when unreadable, CertFormatError when not a certificate.
+    Raises OSError when unreadable or refused (not a regular file, larger than
+    :data:`~reconciler.file_limits.CERT_LIMIT`), CertFormatError when not a certificate.
     """
-    return load_certificate(path.read_bytes()).not_valid_after_utc
+    try:
+        data = read_bounded(path, CERT_LIMIT, "certificate")
+    except FileReadError as exc:
+        raise OSError(exc.errno or errno.EINVAL, exc.reason, str(path)) from None
+    return load_certificate(data).not_valid_after_utc

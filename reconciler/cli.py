@@ -189,8 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except SpecError as exc:
         _print_diagnostics(exc.diagnostics or (str(exc),))
-        if exc.diagnostics:  # str(exc) repeats the diagnostics after its first line
-            sys.stderr.write(f"error: {str(exc).splitlines()[0]}\n")
+        # str(exc) repeats the diagnostics after its first line (a summary), or is the one
+        # diagnostic itself (a file that cannot be read or parsed): say each thing once.
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        shown = {d.render() for d in exc.diagnostics if isinstance(d, Diagnostic)}
+        if exc.diagnostics and first not in shown:
+            sys.stderr.write(f"error: {first}\n")
         return EXIT_ERROR
     except ReconcilerError as exc:
         sys.stderr.write(f"error: {exc}\n")

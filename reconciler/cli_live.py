@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import signal
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from reconciler.executor_report import diagnose
 from reconciler.facts import changed_facts
 from reconciler.logging_setup import configure_logging
 from reconciler.observer import ObservationRun, observe_nodes
-from reconciler.plan_io import SAVED_PLAN_KIND, load_plan
+from reconciler.plan_io import is_saved_plan, load_plan
 from reconciler.plan_model import Fact, Plan
 from reconciler.plan_render import render_text as render_plan_text
 from reconciler.planner import plan as make_plan
@@ -240,16 +239,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------- apply
-def _is_saved_plan(path: Path) -> bool:
-    if path.suffix.lower() != ".json":
-        return False
-    try:
-        head = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(head, dict) and head.get("kind") == SAVED_PLAN_KIND
-
-
 def stale_facts(
     loaded: LoadedSpec, saved: Plan, observed: Observed
 ) -> list[tuple[Fact, str | None]]:
@@ -447,7 +436,7 @@ async def _verify(loaded: LoadedSpec, args: argparse.Namespace, transport: SshTr
 def cmd_apply(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose)
     saved: Plan | None = None
-    if _is_saved_plan(args.target):
+    if is_saved_plan(args.target):
         saved, spec_path = load_plan(args.target)
         loaded = _load(spec_path)
         if saved.spec_digest is not None and saved.spec_digest != spec_digest(loaded.path):

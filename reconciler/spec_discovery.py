@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+from reconciler.errors import SpecError
+from reconciler.yaml_source import load_yaml_data
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -15,11 +15,12 @@ def looks_like_spec(path: Path) -> bool:
 
     A file that cannot be read or parsed is taken too, so that loading it reports the
     problem with its line and column instead of the file being skipped in silence; other
-    YAML files (snapshots, CI configs) are left alone.
+    YAML files (snapshots, CI configs) are left alone. It is read as a spec is: bounded
+    (a huge or special file is taken and then refused by the loader), plain data only.
     """
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, YAMLError):
+        data = load_yaml_data(path)
+    except SpecError:
         return True
     return isinstance(data, dict) and ("version" in data or "cluster" in data)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import errno
 import hashlib
 import os
 import types
@@ -30,6 +31,13 @@ from reconciler import cert_checks
 from reconciler.cert_checks import CertProblem, Part
 from reconciler.diagnostics import Diagnostic, Severity, errors_of, sort_diagnostics
 from reconciler.errors import SpecError
+from reconciler.file_limits import (
+    CERT_LIMIT,
+    KNOWN_HOSTS_LIMIT,
+    SPEC_LIMIT,
+    FileReadError,
+    read_bounded,
+)
 from reconciler.plan_model import LocalFile
 from reconciler.spec_model import CertificateSet, ClusterSpec, KeyPair, remote_name
 from reconciler.spec_rules import (
@@ -105,9 +113,9 @@ _PATTERN_HELP = {
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$": (
         "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
     ),
-    r"^[A-Za-z_][A-Za-z0-9_]*$": (
-        "must be the NAME of an environment variable (letters, digits and '_', not starting "
-        "with a digit), not the password itself"
+    r"^[A-Z_][A-Z0-9_]*$": (
+        "must be the NAME of an environment variable (upper-case letters, digits and '_', "
+        "not starting with a digit), not the password itself; the value is not shown"
     ),
     r"^([01]\d|2[0-3]):[0-5]\d$": "must be a time HH:MM between 00:00 and 23:59",
     r"^([01]\d|2[0-4]):[0-5]\d$": "must be a time HH:MM between 00:00 and 24:00",
@@ -252,18 +260,22 @@ def _resolve(base_dir: Path, spec_path: str) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def _read(path: Path) -> bytes | str:
-    """The file's bytes, or a reason it cannot be read (no exception text beyond strerror)."""
+def _read(path: Path, limit: int = CERT_LIMIT) -> bytes | str:
+    """The file's bytes (a regular file, at most ``limit``), or why it cannot be read."""
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return f"does not exist (looked for {path})"
-    except IsADirectoryError:
-        return f"is a directory, not a file ({path})"
-    except PermissionError:
-        return f"cannot be read: permission denied ({path})"
-    except OSError as exc:
-        return f"cannot be read: {exc.strerror or type(exc).__name__} ({path})"
+        return read_bounded(path, limit, "file")
+    except FileReadError as exc:
+        return _reason(exc)
+
+
+def _reason(exc: FileReadError) -> str:
+    if exc.missing:
+        return f"does not exist (looked for {exc.path})"
+    if exc.errno == errno.EISDIR:
+        return f"is a directory, not a file ({exc.path})"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot be read: permission denied ({exc.path})"
+    return f"cannot be read: {exc.reason} ({exc.path})"
 
 
 class _FileChecker:
@@ -274,14 +286,14 @@ class _FileChecker:
         self.base_dir = base_dir
         self.now = now
         self.out: list[Diagnostic] = []
-        self._cache: dict[Path, bytes | str] = {}
+        self._cache: dict[tuple[Path, int], bytes | str] = {}
         self._reported: set[tuple[Path, str]] = set()
 
-    def read(self, spec_path: str) -> bytes | str:
+    def read(self, spec_path: str, limit: int = CERT_LIMIT) -> bytes | str:
         path = _resolve(self.base_dir, spec_path)
-        if path not in self._cache:
-            self._cache[path] = _read(path)
-        return self._cache[path]
+        if (path, limit) not in self._cache:
+            self._cache[path, limit] = _read(path, limit)
+        return self._cache[path, limit]
 
     def report(self, severity: Severity, field: FieldPath, spec_path: str, message: str) -> None:
         key = (_resolve(self.base_dir, spec_path), f"{severity}:{message}")
@@ -361,8 +373,12 @@ def check_spec_files(
     ssh_key = spec.ssh.key
     if ssh_key is not None and checker.readable(("ssh", "key"), ssh_key, "ssh key") is not None:
         checker.key_permissions(("ssh", "key"), ssh_key)
-    known_hosts = checker.read(spec.ssh.known_hosts)
-    if isinstance(known_hosts, str):
+    known_hosts = checker.read(spec.ssh.known_hosts, KNOWN_HOSTS_LIMIT)
+    if isinstance(known_hosts, str) and not known_hosts.startswith("does not exist"):
+        checker.report(
+            Severity.ERROR, ("ssh", "known_hosts"), spec.ssh.known_hosts, f"file {known_hosts}"
+        )
+    elif isinstance(known_hosts, str):
         checker.report(
             Severity.WARNING,
             ("ssh", "known_hosts"),
@@ -419,8 +435,8 @@ def read_local_files(loaded: LoadedSpec) -> dict[str, LocalFile]:
 
 
 def spec_digest(path: Path) -> str:
-    """sha256 (hex) of the spec file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 (hex) of the spec file's bytes (read as the loader reads it: bounded)."""
+    return hashlib.sha256(read_bounded(path, SPEC_LIMIT, "spec file")).hexdigest()
 
 
 __all__ = [

@@ -61,8 +61,9 @@ class SshSpec(SpecModel):
     user: str = Field(default="admin", min_length=1)
     password_env: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
-        description="Environment variable holding the MMP password (never a literal password)",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="NAME of the environment variable holding the MMP password (upper case, "
+        "digits, '_'; never a literal password)",
     )
     key: str | None = Field(default=None, description="Private key file for SSH authentication")
     agent: bool = Field(default=False, description="Use the SSH agent (SSH_AUTH_SOCK)")

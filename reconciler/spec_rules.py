@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+from reconciler.cluster_view import normalize_address
 from reconciler.diagnostics import Diagnostic
 from reconciler.spec_model import CertificateSet, ClusterSpec, NodeRole, remote_name
 from reconciler.yaml_source import FieldPath, YamlDocument, field_name
@@ -140,6 +141,7 @@ def check_spec(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     out += check_node_names(doc, spec)
     out += check_addresses(doc, spec)
+    out += check_names_are_not_addresses(doc, spec)
     out += check_master(doc, spec)
     out += check_topology(doc, spec)
     out += check_ssh_auth(doc, spec)
@@ -171,16 +173,6 @@ def check_node_names(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
     return out
 
 
-def normalize_host(host: str) -> str:
-    """Canonical form for comparing hosts: compressed IP, or lower-case name without final dot."""
-    text = host.strip()
-    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
-    try:
-        return ipaddress.ip_address(bare).compressed
-    except ValueError:
-        return text.lower().rstrip(".")
-
-
 def is_valid_host(host: str) -> bool:
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
@@ -205,7 +197,7 @@ def check_addresses(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
     seen_addr: dict[str, int] = {}
     dup_pairs: set[tuple[int, int]] = set()
     for i, node in enumerate(spec.nodes):
-        norm = normalize_host(node.address)
+        norm = normalize_address(node.address)
         if norm in seen_addr:
             j = seen_addr[norm]
             dup_pairs.add((j, i))
@@ -221,21 +213,47 @@ def check_addresses(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
     for i, node in enumerate(spec.nodes):
         host = node.mmp_host or node.address
         port = node.mmp_port or spec.ssh.port
-        endpoint = (normalize_host(host), port)
+        endpoint = (normalize_address(host), port)
         if endpoint in seen_mmp:
             j = seen_mmp[endpoint]
             if (j, i) in dup_pairs:
                 continue
             field_ = "mmp_host" if node.mmp_host is not None else "address"
+            shown = f"[{endpoint[0]}]" if ":" in endpoint[0] else endpoint[0]
             out.append(
                 doc.error(
                     ("nodes", i, field_),
-                    f"duplicate MMP endpoint {host} port {port} (also nodes[{j}]); each node "
-                    "needs its own mmp_host or mmp_port",
+                    f"{spec.nodes[j].name} and {node.name} both reach their MMP at "
+                    f"{shown}:{port}; each node needs its own (set mmp_host or mmp_port)",
                 )
             )
         else:
             seen_mmp[endpoint] = i
+    return out
+
+
+def check_names_are_not_addresses(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
+    """A node named like another node's address or MMP host: the status shows addresses,
+    so such a name would read as the other node."""
+    out: list[Diagnostic] = []
+    for i, node in enumerate(spec.nodes):
+        found = [
+            (j, field_)
+            for j, other in enumerate(spec.nodes)
+            if j != i
+            for field_, value in (("address", other.address), ("mmp_host", other.mmp_host))
+            if value is not None and normalize_address(value) == normalize_address(node.name)
+        ]
+        if found:
+            j, field_ = found[0]
+            out.append(
+                doc.error(
+                    ("nodes", i, "name"),
+                    f"node name '{node.name}' is the {field_} of node '{spec.nodes[j].name}' "
+                    f"(nodes[{j}].{field_}); a node's name must not be another node's address "
+                    "or mmp_host",
+                )
+            )
     return out
 
 

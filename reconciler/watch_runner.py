@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import time
 import uuid
@@ -25,11 +26,12 @@ from reconciler.cli_live import STATE_DIR_NAME
 from reconciler.cluster_verdict import cluster_verdict
 from reconciler.errors import DriftError, LockHeldError, ReconcilerError
 from reconciler.executor import Executor, ExecutorOptions
+from reconciler.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
 from reconciler.observer import observe_cluster
 from reconciler.plan_model import LocalFile, Plan, Step
 from reconciler.planner import plan as make_plan
 from reconciler.snapshot_model import Observed
-from reconciler.spec_loader import load_spec, read_local_files, resolve_spec_path
+from reconciler.spec_loader import load_spec, read_local_files, resolve_spec_path, spec_digest
 from reconciler.spec_rules import certificate_sets
 from reconciler.ssh_transport import SshSettings, SshTransport
 from reconciler.transport import Transport
@@ -38,11 +40,14 @@ from reconciler.watch_loop import ApplyOutcome, Revision
 log = structlog.get_logger("reconciler.watch")
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(path: Path, limit: int = CERT_LIMIT) -> str:
+    """sha256 of a file read as the loader reads it (bounded); OSError when refused."""
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return "missing"
+        return hashlib.sha256(read_bounded(path, limit, "file")).hexdigest()
+    except FileReadError as exc:
+        if exc.missing:
+            return "missing"
+        raise OSError(exc.errno or errno.EINVAL, exc.reason, str(path)) from None
 
 
 @dataclass
@@ -64,7 +69,7 @@ class LiveClusterRunner:
         loaded = load_spec(path)
         local_files = read_local_files(loaded)
         digest = _revision_digest(
-            hashlib.sha256(path.read_bytes()).hexdigest(),
+            spec_digest(path),
             {name: f.sha256 for name, f in local_files.items()},
         )
         self._local_files = {digest: local_files}  # only the newest revision is planned
@@ -76,7 +81,7 @@ class LiveClusterRunner:
         if last is not None:
             for name in self._local_files.get(last.digest, {}):
                 files[name] = _file_digest(resolve_spec_path(last.loaded, name))
-        return _revision_digest(_file_digest(path), files)
+        return _revision_digest(_file_digest(path, SPEC_LIMIT), files)
 
     def _files_for(self, revision: Revision) -> dict[str, LocalFile]:
         files = self._local_files.get(revision.digest)

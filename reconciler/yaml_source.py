@@ -5,10 +5,19 @@ strings) for its line/column data, converts the result to plain Python data
 (dict/list/str/int/float/bool/None) and keeps an index from field paths such
 as ``("nodes", 1, "address")`` to 1-based source positions.
 
-Problems with the file itself (unreadable, not UTF-8, YAML syntax, duplicate
-keys, top level not a mapping) raise :class:`reconciler.errors.SpecError`
-carrying :class:`~reconciler.diagnostics.Diagnostic` objects with line and
-column. Messages never quote YAML values (a duplicated key may hold a secret).
+Problems with the file itself (unreadable, not a regular file, larger than its
+limit in :mod:`reconciler.file_limits`, not UTF-8, YAML syntax, duplicate keys,
+a tag other than the core ones, nesting deeper than :data:`MAX_DEPTH`, more than
+:data:`MAX_NODES` nodes, top level not a mapping) raise
+:class:`reconciler.errors.SpecError` carrying
+:class:`~reconciler.diagnostics.Diagnostic` objects with line and column.
+Messages never quote YAML values (a duplicated key may hold a secret).
+
+Only plain data is accepted: strings, numbers, booleans, null, mappings and
+lists (dates and ``<<`` merge keys as YAML resolves them). Any explicit tag but
+the core ones (``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``,
+``!!map``, ``!!seq``) is refused with its line -- ``!!python/object/apply:...``
+is never constructed.
 """
 
 from __future__ import annotations
@@ -21,17 +30,26 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.errors import SpecError
+from reconciler.file_limits import SPEC_LIMIT, FileReadError, read_bounded
 
 FieldPath = tuple[str | int, ...]
 
 # Converting expands YAML aliases; a small file could otherwise expand to
 # billions of nodes ("billion laughs"). A cluster spec has a few hundred.
 MAX_NODES = 100_000
+# Mappings and lists inside each other; a spec needs 5 levels, a snapshot 4.
+MAX_DEPTH = 50
+_CORE_TAGS = frozenset(
+    {"!"}
+    | {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+)
 
 
 @dataclass(frozen=True)
@@ -115,32 +133,112 @@ class YamlDocument:
         return self.diagnostic(Severity.WARNING, field_path, message)
 
 
-def load_yaml_document(path: Path) -> YamlDocument:
-    """Read and parse ``path``; raises SpecError (with diagnostics) when it cannot."""
+def load_yaml_document(
+    path: Path, *, limit: int = SPEC_LIMIT, what: str = "spec file"
+) -> YamlDocument:
+    """Read (at most ``limit`` bytes, a regular file only) and parse ``path``.
+
+    Raises SpecError (with diagnostics) when it cannot; ``what`` names the file.
+    """
+    return _parse(_read_text(path, limit, what), path, what)
+
+
+def load_yaml_data(path: Path, *, limit: int = SPEC_LIMIT, what: str = "spec file") -> Any:
+    """The top-level value of a YAML file, read and checked as by load_yaml_document
+    (ruamel round-trip types; whatever its kind). Raises SpecError."""
+    return _load(_read_text(path, limit, what), path, what)
+
+
+def _read_text(path: Path, limit: int, what: str) -> str:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _file_error(path, f"cannot read spec file: {reason}", None, None) from None
+        raw = read_bounded(path, limit, what)
+    except FileReadError as exc:
+        raise _file_error(path, f"cannot read {what}: {exc.reason}", None, None) from None
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise _file_error(path, "spec file is not valid UTF-8", line, None) from None
-    return _parse(text, path)
+        raise _file_error(path, f"{what} is not valid UTF-8", line, None) from None
 
 
-def _parse(text: str, path: Path) -> YamlDocument:
+class _Refused(YAMLError):
+    """Plain data only, nested at most MAX_DEPTH, at most MAX_NODES nodes."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _CheckedComposer(Composer):
+    """ruamel's composer, refusing unknown tags, deep nesting and huge node counts
+    before anything is constructed (and before Python's recursion limit is near)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        if isinstance(event, AliasEvent):
+            return super().compose_node(parent, index)
+        count = getattr(self, "_checked_nodes", 0) + 1
+        self._checked_nodes = count
+        if count > MAX_NODES:
+            raise _Refused(
+                f"document too large: more than {MAX_NODES} YAML nodes", event.start_mark
+            )
+        tag = event.tag
+        if tag is not None and str(tag) not in _CORE_TAGS:
+            raise _Refused(
+                f"YAML tag {_show_tag(str(tag))} is not allowed: a spec holds plain data only "
+                "(strings, numbers, booleans, null, mappings and lists)",
+                event.start_mark,
+            )
+        if not isinstance(event, MappingStartEvent | SequenceStartEvent):
+            return super().compose_node(parent, index)
+        depth = getattr(self, "_checked_depth", 0) + 1
+        if depth > MAX_DEPTH:
+            raise _Refused(
+                f"nested too deeply: more than {MAX_DEPTH} levels of mappings and lists",
+                event.start_mark,
+            )
+        self._checked_depth = depth
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._checked_depth = depth - 1
+
+
+def _show_tag(tag: str) -> str:
+    short = (
+        "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,") else tag
+    )
+    return f"'{short[:60]}...'" if len(short) > 60 else f"'{short}'"
+
+
+def _load(text: str, path: Path, what: str = "spec file") -> Any:
     yaml = YAML(typ="rt")
+    yaml.Composer = _CheckedComposer
     yaml.allow_duplicate_keys = False
     try:
-        loaded = yaml.load(text.removeprefix("\ufeff"))
+        return yaml.load(text.removeprefix("\ufeff"))
+    except _Refused as exc:
+        mark = exc.mark
+        line = mark.line + 1 if mark is not None else None
+        column = mark.column + 1 if mark is not None else None
+        raise _file_error(path, exc.message, line, column) from None
     except DuplicateKeyError as exc:
         raise _duplicate_key_error(path, exc) from None
     except MarkedYAMLError as exc:
         raise _syntax_error(path, exc) from None
     except YAMLError as exc:
         raise _file_error(path, f"YAML error: {type(exc).__name__}", None, None) from None
+    except RecursionError:  # not expected past the depth check; never a traceback
+        raise _file_error(path, f"{what} is nested too deeply", None, None) from None
+    except ValueError as exc:  # a constructor refused a value, e.g. an int of 5000 digits
+        reason = "a number has too many digits" if "digits" in str(exc) else "a bad value"
+        raise _file_error(path, f"YAML error: {reason}", None, None) from None
+
+
+def _parse(text: str, path: Path, what: str = "spec file") -> YamlDocument:
+    loaded = _load(text, path, what)
 
     if not isinstance(loaded, CommentedMap):
         kind = "empty" if loaded is None else f"a {_kind(loaded)}"
@@ -168,6 +266,13 @@ def _convert(
     if counter[0] > MAX_NODES:
         raise _file_error(
             file, f"document too large: more than {MAX_NODES} YAML nodes after aliases", None, None
+        )
+    if len(path) > MAX_DEPTH:  # aliases inside aliases can nest deeper than the text does
+        raise _file_error(
+            file,
+            f"nested too deeply: more than {MAX_DEPTH} levels of mappings and lists after aliases",
+            None,
+            None,
         )
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cluster_view import normalize_address
 from reconciler.diagnostics import Diagnostic, Severity
 from reconciler.errors import SpecError
 from reconciler.spec_loader import load_spec, validate_document
-from reconciler.spec_rules import is_secret_key, is_valid_host, normalize_host
+from reconciler.spec_rules import is_secret_key, is_valid_host
 from reconciler.yaml_source import YamlDocument
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
@@ -70,8 +71,8 @@ def test_duplicate_mmp_endpoint() -> None:
     d = one("duplicate_mmp_endpoint")
     assert (d.field, d.line) == ("nodes[2].mmp_host", 15)
     assert d.message == (
-        "duplicate MMP endpoint 192.0.2.10 port 22 (also nodes[0]); each node needs its own "
-        "mmp_host or mmp_port"
+        "n1 and n3 both reach their MMP at 192.0.2.10:22; each node needs its own "
+        "(set mmp_host or mmp_port)"
     )
 
 
@@ -278,8 +279,8 @@ def test_every_bad_fixture_fails_at_the_lines_its_comment_names(path: Path) -> N
         ("Host.Example.NET.", "host.example.net"),
     ],
 )
-def test_normalize_host_equal(a: str, b: str) -> None:
-    assert normalize_host(a) == normalize_host(b)
+def test_normalize_address_equal(a: str, b: str) -> None:
+    assert normalize_address(a) == normalize_address(b)
 
 
 @pytest.mark.parametrize(
@@ -309,3 +310,119 @@ def test_rules_are_pure_over_the_document() -> None:
     assert [d.render() for d in diags] == [
         "virtual.yaml:8:6: error: nodes[2].name: duplicate node name 'n2' (also nodes[1])"
     ]
+
+
+# --- names, MMP endpoints and password_env (issue 8, point 8) --------------------------
+
+INLINE = """version: 1
+cluster: test
+master: n1
+nodes:
+{nodes}
+certificates:
+  ca: certs/ca.cer
+  server: {{cert: certs/server.cer, key: keys/server.key}}
+  client: {{cert: certs/client.cer, key: keys/client.key}}
+ssh: {{password_env: {env}, known_hosts: known_hosts{ssh}}}
+"""
+TWO = ["  - {name: n1, address: 10.0.0.1}", "  - {name: n2, address: 10.0.0.2}"]
+THREE = [*TWO, "  - {name: n3, address: 10.0.0.3}"]
+
+
+def inline_errors(
+    nodes: list[str], *, env: str = "CMS_PASSWORD", ssh: str = ""
+) -> list[Diagnostic]:
+    text = INLINE.format(nodes="\n".join(nodes), env=env, ssh=ssh)
+    _spec, diags = validate_document(YamlDocument.from_text(text, Path("inline.yaml")))
+    return [d for d in diags if d.is_error]
+
+
+def test_name_equal_to_another_nodes_address_is_an_error() -> None:
+    (d,) = inline_errors([*TWO, "  - {name: 10.0.0.2, address: 10.0.0.3}"])
+    assert (d.file, d.line, d.field) == ("inline.yaml", 7, "nodes[2].name")
+    assert d.message == (
+        "node name '10.0.0.2' is the address of node 'n2' (nodes[1].address); a node's name "
+        "must not be another node's address or mmp_host"
+    )
+
+
+def test_name_equal_to_another_nodes_mmp_host_after_normalisation() -> None:
+    nodes = [
+        "  - {name: n1, address: 10.0.0.1, mmp_host: CMS-B.Example.NET.}",
+        "  - {name: n2, address: 10.0.0.2}",
+        "  - {name: cms-b.example.net, address: 10.0.0.3}",
+    ]
+    (d,) = inline_errors(nodes)
+    assert (d.line, d.field) == (7, "nodes[2].name")
+    assert "is the mmp_host of node 'n1' (nodes[0].mmp_host)" in d.message
+
+
+def test_name_equal_to_another_nodes_ipv6_address_in_another_spelling() -> None:
+    nodes = [
+        "  - {name: n1, address: '2001:db8::250'}",
+        "  - {name: n2, address: 10.0.0.2}",
+        "  - {name: 2001.db8, address: 10.0.0.3}",  # not an address: no match
+    ]
+    assert inline_errors(nodes) == []
+    assert normalize_address("[2001:0db8:0:0:0:0:0:250]") == normalize_address("2001:db8::250")
+
+
+def test_name_equal_to_its_own_address_is_fine() -> None:
+    assert inline_errors([*TWO, "  - {name: 10.0.0.3, address: 10.0.0.3}"]) == []
+
+
+def test_same_mmp_endpoint_after_normalisation_is_an_error() -> None:
+    nodes = [
+        "  - {name: n1, address: 10.0.1.1, mmp_host: '2001:db8::1'}",
+        "  - {name: n2, address: 10.0.1.2, mmp_host: '[2001:0DB8:0:0:0:0:0:1]'}",
+        "  - {name: n3, address: 10.0.1.3}",
+    ]
+    (d,) = inline_errors(nodes)
+    assert (d.line, d.field) == (6, "nodes[1].mmp_host")
+    assert d.message == (
+        "n1 and n2 both reach their MMP at [2001:db8::1]:22; each node needs its own "
+        "(set mmp_host or mmp_port)"
+    )
+
+
+def test_mmp_host_equal_to_another_nodes_address_with_the_effective_port() -> None:
+    nodes = [
+        "  - {name: n1, address: 10.0.0.1}",
+        "  - {name: n2, address: 10.0.0.2, mmp_host: 10.0.0.1, mmp_port: 2222}",
+        "  - {name: n3, address: 10.0.0.3}",
+    ]
+    (d,) = inline_errors(nodes, ssh=", port: 2222")  # n1's port is 2222 too
+    assert (d.line, d.field) == (6, "nodes[1].mmp_host")
+    assert d.message.startswith("n1 and n2 both reach their MMP at 10.0.0.1:2222;")
+    assert inline_errors(nodes) == []  # n1 on 22, n2 on 2222: two endpoints
+
+
+@pytest.mark.parametrize(
+    "value", ["hunter2", "Cms_Password", "S3cret-Pass!", "1ABC", "'CMS PASSWORD'", "'p@ss w0rd'"]
+)
+def test_password_env_must_be_an_upper_case_variable_name(value: str) -> None:
+    (d,) = inline_errors(THREE, env=value)
+    assert (d.field, d.line) == ("ssh.password_env", 12)
+    assert d.message.startswith("must be the NAME of an environment variable")
+    assert value.strip("'") not in d.render()
+
+
+@pytest.mark.parametrize("value", ["CMS_MMP_PASSWORD", "_X1", "A"])
+def test_password_env_accepts_usual_names(value: str) -> None:
+    assert inline_errors(THREE, env=value) == []
+
+
+def test_password_env_of_another_type_is_not_echoed() -> None:
+    (d,) = inline_errors(THREE, env="987654321")
+    assert d.field == "ssh.password_env"
+    assert "987654321" not in d.render()
+
+
+def test_an_invalid_password_env_never_reaches_the_transport() -> None:
+    """`environment variable <value> is not set` is only ever said of a valid name."""
+    from pydantic import ValidationError
+
+    from reconciler.spec_model import SshSpec
+
+    with pytest.raises(ValidationError):
+        SshSpec(password_env="hunter2!pw", known_hosts="known_hosts")
