@@ -84,11 +84,13 @@ async def database_members(node: LabNode) -> tuple[tuple[Member, ...], str | Non
     streaming = bool(rows) and rows[0][0] == "streaming"
     remote = await remote_view(node, upstream) if upstream else None
     if remote is None or remote.in_recovery:
+        # No master to follow (the minority side, as Cisco's FAQ 238 capture shows it): its
+        # own line a bare `Connected Replica`, `Node in use` its own address.
         members = tuple(
             Member(a, REPLICA, me=True) if a == node.address else Member(a, DISCONNECTED)
             for a, _ in view.address_members
         )
-        return members, None
+        return members, node.address
     out = []
     for a, _ in remote.address_members:
         if a == node.address:

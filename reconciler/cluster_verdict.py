@@ -1,6 +1,8 @@
 """The one-word health of a cluster for `reconcile status`: pure, from spec + observation.
 
 * ``no master``  — no reachable node reports a connected master (or two masters: split brain);
+* ``unknown``    — the evidence cannot say: a master is claimed but its own view cannot be
+  read whole, the views contradict each other, or a node's view has a gap;
 * ``degraded``   — a master exists but a spec node is unreachable, in error, disconnected,
   still syncing, or has a command in progress;
 * ``drifted``    — healthy, but the planner would change something, or the database's own
@@ -28,6 +30,7 @@ class Verdict(StrEnum):
     DRIFTED = "drifted"
     DEGRADED = "degraded"
     NO_MASTER = "no master"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,17 @@ def cluster_verdict(
         return ClusterVerdict(
             Verdict.NO_MASTER, (f"more than one master reported: {', '.join(view.masters)}",)
         )
+    unknown = [*view.contradictions]
+    if view.master_problem is not None:
+        unknown.append(view.master_problem)
+    unknown.extend(f"{nv.key}: " + "; ".join(nv.gaps) for nv in view.incomplete)
+    if unknown:
+        return ClusterVerdict(Verdict.UNKNOWN, tuple(unknown))
     degraded: list[str] = []
     for node in spec.nodes:
         nv = view.node(node.name)
         if nv is None or not nv.reachable:
-            reason = nv.observation.unreachable if nv is not None else "not observed"
+            reason = nv.observation.why_not if nv is not None else "not observed"
             degraded.append(f"{node.name} unreachable: {reason}")
             continue
         status = nv.status

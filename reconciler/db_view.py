@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from reconciler.cluster_view import build_view, normalize_address
+from reconciler.addresses import normalize_address
+from reconciler.cluster_view import build_view
 from reconciler.snapshot_model import Observed
 from reconciler.spec_loader import LoadedSpec, resolve_spec_path
 from reconciler.spec_model import NodeRole

@@ -10,6 +10,7 @@ ReconcilerError
 └── TransportError            talking to a node failed
     ├── UnreachableError      connect refused / timed out          (retryable)
     ├── CommandTimeoutError   a command or poll timed out           (retryable)
+    ├── IncompleteOutputError the channel closed without an exit status (retryable)
     ├── AuthFailedError       wrong password / key                  (permanent)
     ├── HostKeyError          unknown or changed host key           (permanent)
     └── CommandFailedError    the MMP answered FAILURE / non-zero   (permanent)
@@ -74,6 +75,12 @@ class UnreachableError(TransportError):
 
 
 class CommandTimeoutError(TransportError):
+    retryable = True
+
+
+class IncompleteOutputError(TransportError):
+    """A command whose channel closed without an exit status: its output may be cut."""
+
     retryable = True
 
 

@@ -154,12 +154,12 @@ def is_cluster_step(step: Step, clustered: frozenset[str]) -> bool:
 
 
 def clustered_nodes(spec: ClusterSpec, observed: Observed, steps: list[Step]) -> frozenset[str]:
-    """The step nodes that are clustered (or cannot be observed) when the run starts."""
+    """The step nodes that are clustered (or not shown to be unclustered) when the run starts."""
     view = build_view(spec, observed)
     out = set()
     for step in steps:
         nv = view.node(step.node) or view.by_address(step.node)
-        if nv is None or not nv.reachable or nv.clustered:
+        if nv is None or not nv.reachable or not nv.unclustered:
             out.add(step.node)
     return frozenset(out)
 
@@ -805,7 +805,7 @@ class Executor:
                         step_id=step.id,
                     )
             if time.monotonic() >= deadline:
-                shown = last.raw if last is not None else (obs.unreachable or "no status")
+                shown = last.raw if last is not None else obs.why_not
                 raise StepFailedError(
                     f"{step.command!r} on {target.label} did not finish within "
                     f"{self.action_timeout:g}s (Last command: {shown})",

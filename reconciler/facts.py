@@ -5,21 +5,28 @@ address for a cluster member the spec does not list. Every value is a string or 
 computed from one :class:`Observed` snapshot (and the spec, for the reference view and
 the address-to-node mapping, see :mod:`reconciler.cluster_view`).
 
-Keys (value when the node is unreachable: ``reachable`` = ``no``, every other key None):
+Keys (value when the node is unreachable: ``reachable`` = ``no``, every other key None).
+A value whose line the status did not show is ``unknown`` (never None, which means
+"`none`"), so a step planned on a value is never run on a reading that lost the line:
 
 ``reachable``   ``yes`` | ``no`` — the node's status could be read.
 ``state``       the `Status` line: ``enabled`` | ``disabled`` | ``error`` | ``unknown``.
 ``role``        ``master`` | ``replica`` (a database member) | ``client`` (connected, not a
-                member) | ``none`` (not clustered); ``unknown`` for unrecognised text.
-``master``      address of the connected master this node sees (as printed), None if none.
-``interface``   the `Interface` value (``a``..``d``), None when not set.
+                member) | ``none`` (not clustered, on positive evidence); ``unknown`` when the
+                view has a gap (:mod:`reconciler.status_evidence`) or unrecognised text.
+``master``      address of the connected master this node sees (as printed), None if none;
+                ``unknown`` when the `Nodes:` block was not read whole.
+``interface``   the `Interface` value (``a``..``d``), None when `none`.
 ``certs``       the five certificate file names comma-joined in the order server key, server
-                certificate, client key, client certificate, CA certificate (``none`` if unset).
+                certificate, client key, client certificate, CA certificate (``none`` if unset);
+                ``unknown`` when a certificate line is missing.
 ``sync``        how the reference view (the master's own status) shows this node:
                 ``master`` | ``in-sync`` | ``syncing`` | ``disconnected`` | ``unknown``;
                 None when it is not a member or there is no master.
-``error``       the text of the `ERROR` line, None when there is none.
-``in_progress`` ``yes`` while `Last command` shows ``(In progress)``, else ``no``.
+``error``       the text of the `ERROR` line, None when there is none (``unknown`` when
+                neither an `ERROR` nor a `Status` line was shown).
+``in_progress`` ``yes`` while `Last command` shows ``(In progress)``, ``no`` for a finished or
+                no command, ``unknown`` when the line is missing or unreadable.
 ``file:<name>`` sha256 of file ``<name>`` in the node's SFTP root; None when absent or when
                 the files were not listed.
 
@@ -36,7 +43,8 @@ from reconciler.cluster_view import ClusterView, NodeView, build_view
 from reconciler.plan_model import Fact
 from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.spec_model import ClusterSpec
-from reconciler.status_model import Certificates
+from reconciler.status_evidence import UNKNOWN, error_known, in_progress, missing
+from reconciler.status_model import CERTIFICATE_LINES, Certificates, Line
 
 FACT_KEYS = (
     "reachable",
@@ -86,15 +94,20 @@ def _value(view: ClusterView, observed: Observed, node: str, key: str) -> str | 
     if key == "role":
         return nv.role if nv is not None else None
     if key == "master":
+        if Line.NODES not in status.shown or status.incomplete:
+            return UNKNOWN
         return status.master.address if status.master is not None else None
     if key == "interface":
-        return status.interface
+        return status.interface if Line.INTERFACE in status.shown else UNKNOWN
     if key == "certs":
+        if missing(status, CERTIFICATE_LINES):
+            return UNKNOWN
         return certs_value(status.certificates)
     if key == "error":
-        return status.error
+        return status.error if error_known(status) else UNKNOWN
     if key == "in_progress":
-        return "yes" if status.command_in_progress else "no"
+        running = in_progress(status)
+        return UNKNOWN if running is None else ("yes" if running else "no")
     if key.startswith(FILE_PREFIX):
         if obs.files is None:
             return None

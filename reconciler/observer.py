@@ -15,8 +15,13 @@ from datetime import UTC, datetime
 
 import structlog
 
-from reconciler.cluster_view import normalize_address
-from reconciler.errors import TransportError, UnreachableError
+from reconciler.addresses import normalize_address
+from reconciler.errors import (
+    CommandTimeoutError,
+    IncompleteOutputError,
+    TransportError,
+    UnreachableError,
+)
 from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.spec_loader import LoadedSpec
 from reconciler.spec_model import ClusterSpec
@@ -24,6 +29,9 @@ from reconciler.status_parser import parse_status
 from reconciler.transport import STATUS_COMMAND, NodeTarget, Transport, node_targets, target_for
 
 log = structlog.get_logger(__name__)
+# A `database cluster status` text is a few hundred bytes; anything over this is no status
+# (a real one of 10 MB took 23 s and 656 MB to parse): the observation fails instead.
+STATUS_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,19 @@ async def observe_node(
                 )
             else:
                 output, files = await session.run(STATUS_COMMAND), None
-        except UnreachableError:
-            # A connection lost mid-run is reopened once; a refused connect is not retried.
+        except (UnreachableError, IncompleteOutputError):
+            # A connection lost mid-run (or a command cut short) is reopened once; a refused
+            # connect is not retried.
             transport.forget(target)
             if attempt == 2:
                 raise
             continue
+        if len(output.stdout) > STATUS_LIMIT:
+            raise IncompleteOutputError(
+                target.name,
+                f"the status output is {len(output.stdout)} characters, over the "
+                f"{STATUS_LIMIT // 1024} KiB limit: it is not read",
+            )
         return NodeObservation(
             raw_status=output.stdout, status=parse_status(output.stdout), files=files
         )
@@ -84,6 +99,10 @@ async def observe_nodes(
     async def one(target: NodeTarget) -> tuple[str, NodeObservation, TransportError | None]:
         try:
             return target.name, await observe_node(transport, target, with_files=with_files), None
+        except (IncompleteOutputError, CommandTimeoutError) as exc:
+            # It answered (the connection was made) but gave no usable status.
+            log.warning("status not readable", node=target.name, reason=exc.detail)
+            return target.name, NodeObservation(unreadable=exc.detail), exc
         except TransportError as exc:
             log.warning("node not observed", node=target.name, reason=exc.detail)
             return target.name, NodeObservation(unreachable=exc.detail), exc

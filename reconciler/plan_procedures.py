@@ -15,7 +15,9 @@ against the state the earlier steps leave. The procedures:
 * :func:`remove_extra` — `remove` on a member the spec does not list.
 
 The majority guard :meth:`PlanContext.remove_keeps_majority` is applied to every
-`remove` of a database member.
+`remove`, however the node's role was inferred, against the deduplicated membership.
+A node whose interface or certificate lines were not shown has no value in the
+projection (``unknown``): nothing is planned from it, and it never counts as drift.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from reconciler.cluster_view import ClusterView, NodeView, normalize_address
+from reconciler.addresses import normalize_address
+from reconciler.cluster_view import ClusterView, NodeView
 from reconciler.plan_model import Action, Blocked, LocalFile, Upload
 from reconciler.snapshot_model import Observed
 from reconciler.spec_model import ClusterSpec, NodeRole, remote_name
+from reconciler.status_evidence import certificates_gap, interface_gap
 from reconciler.status_model import ClusterStatus, CommandResult
 
 REJOIN = "rejoin"
@@ -92,6 +96,8 @@ class PlanContext:
     blocked: list[Blocked] = field(default_factory=list)
     held: set[str] = field(default_factory=set)  # nodes that get no steps at all
     cluster_hold: str | None = None  # why cluster-changing steps are held back
+    destructive_hold: str | None = None  # why `remove` (and the master move) is held back
+    unknown: dict[str, list[str]] = field(default_factory=dict)  # node -> unknown facts
     # projection of the cluster through the steps planned so far
     master: str | None = None
     members: list[str] = field(default_factory=list)  # addresses as printed
@@ -112,7 +118,7 @@ class PlanContext:
     ) -> PlanContext:
         ctx = cls(spec=spec, observed=observed, view=view, local_files=local_files)
         ctx.master = view.master
-        ctx.members = list(view.membership)
+        ctx.members = list(view.membership)  # deduplicated by normalised address
         ctx.connected = set(view.connected)
         for nv in view.nodes:
             st = nv.status
@@ -120,16 +126,21 @@ class PlanContext:
             ctx.files[nv.key] = nv.observation.files if nv.reachable else None
             if st is None:
                 continue
-            ctx.interface[nv.key] = st.interface
+            gaps = [g for g in (interface_gap(st), certificates_gap(st)) if g is not None]
+            if gaps:
+                ctx.unknown[nv.key] = gaps
+            if interface_gap(st) is None:
+                ctx.interface[nv.key] = st.interface
             c = st.certificates
-            ctx.certs[nv.key] = (
-                c.server_key,
-                c.server_cert,
-                c.client_key,
-                c.client_cert,
-                c.ca_cert,
-            )
-            if left_by_remove(st) and not nv.clustered:
+            if certificates_gap(st) is None:
+                ctx.certs[nv.key] = (
+                    c.server_key,
+                    c.server_cert,
+                    c.client_key,
+                    c.client_cert,
+                    c.ca_cert,
+                )
+            if left_by_remove(st) and nv.unclustered:
                 ctx.rejoining.add(nv.key)
         return ctx
 
@@ -186,13 +197,33 @@ class PlanContext:
             out.append((path, lf))
         return out
 
+    def interface_known(self, key: str) -> bool:
+        return key in self.interface
+
+    def certs_known(self, key: str) -> bool:
+        return key in self.certs
+
+    def configured(self, key: str) -> bool:
+        """The projected interface and certificate names are known and the spec's."""
+        wanted = self.wanted_certs(key)
+        return (
+            wanted is not None
+            and self.certs_known(key)
+            and self.certs[key] == wanted
+            and self.interface_known(key)
+            and self.interface[key] == self.spec.interface
+        )
+
     def needs_rotation(self, key: str) -> list[str]:
-        """Why a clustered node's interface or certificates must change (empty: they need not)."""
+        """Why a clustered node's interface or certificates must change (empty: they need not).
+
+        Only shown values count: an unknown interface or certificate name is no reason.
+        """
         why: list[str] = []
-        if self.interface.get(key) != self.spec.interface:
+        if self.interface_known(key) and self.interface[key] != self.spec.interface:
             why.append(f"interface {self.interface.get(key) or 'none'} -> {self.spec.interface}")
         wanted = self.wanted_certs(key)
-        if wanted is not None and self.certs.get(key) != wanted:
+        if wanted is not None and self.certs_known(key) and self.certs[key] != wanted:
             why.append("certificate names differ from the spec")
         differing = [lf.remote_name for _, lf in self.uploads_needed(key) if self._present(key, lf)]
         if differing:
@@ -220,6 +251,15 @@ class PlanContext:
     def is_member(self, address: str) -> bool:
         wanted = normalize_address(address)
         return any(normalize_address(m) == wanted for m in self.members)
+
+    def is_member_key(self, key: str) -> bool:
+        nv = self.view.node(key)
+        return nv is not None and self.is_member(nv.address)
+
+    def add_member(self, address: str) -> None:
+        if not self.is_member(address):
+            self.members.append(address)
+        self.connected.add(normalize_address(address))
 
     def remove_keeps_majority(self, address: str) -> bool:
         """After removing `address`, the connected members stay more than half of the rest."""
@@ -387,9 +427,7 @@ class PlanContext:
         )
         self.clustered[key] = True
         if not client:
-            address = self.node_view(key).address
-            self.members.append(address)
-            self.connected.add(normalize_address(address))
+            self.add_member(self.node_view(key).address)
 
     def add_remove(self, key: str, procedure: str, reason: str, expect: str) -> None:
         nv = self.node_view(key)
@@ -426,10 +464,17 @@ class PlanContext:
             self.rejoining.add(key)
 
     def prepare(self, key: str, procedure: str | None, *, with_uploads: bool = True) -> bool:
-        """Uploads, `localnode`, `certs` for a node that is not clustered. False if it cannot be."""
+        """Uploads, `localnode`, `certs` for a node that is not clustered. False if it cannot be.
+
+        A node whose interface or certificate lines were not shown is not prepared (an
+        unknown value is no drift): it is held back with what is unknown.
+        """
         wanted = self.wanted_certs(key)
         if wanted is None:
             self.block(key, f"{key} is a database node but the spec gives no server certificate")
+            return False
+        if key in self.unknown and not (self.interface_known(key) and self.certs_known(key)):
+            self.block(key, f"{key}: " + "; ".join(self.unknown[key]) + ": nothing is planned")
             return False
         if with_uploads:
             for path, lf in self.uploads_needed(key):

@@ -23,13 +23,18 @@ Ordering invariants (every plan, in this order; within a phase, spec order):
    with `connect`);
 9. **removes** of members the spec does not list (`policy.allow_remove`), replicas only.
 
-Safety invariants: no `initialize` while any node is clustered or sees a master; no step at
-all with two masters or with clustered nodes and no master; no `localnode`/`certs` on a
-clustered node; every `remove` of a member leaves the connected members more than half of the
-remaining membership; the master is only removed by the master move; nothing on a node that
-is unreachable, has a command in progress or whose status cannot be read; no cluster-changing
-step (initialize, join, connect, remove, upgrade_schema) while any node has a command in
-progress; never more database members than ``policy.max_database_nodes``.
+Safety invariants: no `initialize` unless every reachable spec node shows the explicit
+not-clustered layout (positive evidence, never the mere absence of members); no step at all
+with two masters, with clustered nodes and no master, with a master whose own view cannot be
+read whole, or with views that contradict it; no `localnode`/`certs` on a node not shown to be
+unclustered; every `remove` leaves the connected members more than half of the remaining
+(deduplicated) membership; the master is only removed by the master move; nothing on a node
+that is unreachable, has a command in progress or whose view has a gap (a missing or garbled
+line, or a `(me)` that is not its own address: see :mod:`reconciler.cluster_view`); no
+cluster-changing step (initialize, join, connect, remove, upgrade_schema) while any node has
+a command in progress or a view with a gap; nothing planned from a value whose line was not
+shown (an unknown interface or certificate is no drift); never more database members than
+``policy.max_database_nodes``.
 
 ``depends_on`` of a step = the observed facts the step relies on, minus every fact an earlier
 step of the same plan changes (see :mod:`reconciler.facts`). So all ``depends_on`` of a saved
@@ -41,13 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from reconciler.cluster_view import (
-    ClusterView,
-    NodeView,
-    build_view,
-    normalize_address,
-    status_unreadable,
-)
+from reconciler.addresses import normalize_address
+from reconciler.cluster_view import ClusterView, NodeView, build_view
 from reconciler.facts import facts_from_view
 from reconciler.plan_model import Blocked, LocalFile, Plan, Step
 from reconciler.plan_procedures import (
@@ -71,6 +71,9 @@ PORT_ADVICE = (
 # Marks a blocked entry whose work becomes possible once this plan has run (deferred work):
 # re-planning after part of such a plan may add steps (see docs/planner.md).
 LATER_RUN = "planned on a later run"
+HELD_BACK = (
+    "Nothing is planned for it, nor anything cluster-changing until every view can be read whole"
+)
 NO_MASTER_ADVICE = (
     "no master: the cluster has lost its majority (A1). Bring members back so that more than "
     "half of the membership see each other; a master is then elected by itself. Never "
@@ -95,11 +98,28 @@ def plan(
             "`database cluster remove` on the nodes of the other side, then plan again",
         )
         return _finish(ctx)
+    if view.contradictions:
+        ctx.drift.append("the nodes' views disagree about the master")
+        ctx.block(
+            None,
+            "the views contradict each other: "
+            + "; ".join(view.contradictions)
+            + ". Nothing is planned: read `database cluster status` on each node, then plan "
+            "again. Views that do not see each other usually mean a network problem: "
+            + PORT_ADVICE,
+        )
+        return _finish(ctx)
+    if view.master_problem is not None:
+        ctx.drift.append("the master cannot be confirmed")
+        ctx.block(None, f"{view.master_problem}; nothing is planned until it can be read whole")
+        return _finish(ctx)
     if view.master is None and (view.any_clustered or view.membership):
         ctx.drift.append("the cluster has no master")
+        _describe_minority(ctx)
         ctx.block(None, NO_MASTER_ADVICE)
         return _finish(ctx)
     _describe_drift(ctx)
+    _describe_minority(ctx)
     _uploads(ctx)
     _prepare_unclustered(ctx)
     _initialize(ctx)
@@ -114,14 +134,24 @@ def plan(
 
 # ----- observation problems -----
 def _label(view: ClusterView, address: str) -> str:
-    nv = view.by_address(address)
-    return f"{nv.key} ({address})" if nv is not None and nv.key != address else address
+    return view.label(address)
 
 
 def _hold_unobservable(ctx: PlanContext) -> None:
     for nv in ctx.view.nodes:
+        if nv.observation.unreadable is not None:
+            why = nv.observation.unreadable
+            ctx.held.add(nv.key)
+            ctx.cluster_hold = ctx.cluster_hold or f"the status of {nv.key} could not be read"
+            ctx.drift.append(f"{nv.key}'s status could not be read ({why})")
+            ctx.block(
+                nv.key,
+                f"{nv.key} answered but its status could not be read ({why}): nothing is "
+                f"planned for it; {HELD_BACK}",
+            )
+            continue
         if not nv.reachable:
-            why = nv.observation.unreachable or "no status"
+            why = nv.observation.why_not
             ctx.held.add(nv.key)
             ctx.drift.append(f"{nv.key} is unreachable ({why})")
             ctx.warn(f"{nv.key} is unreachable ({why}); its steps are held back until it answers")
@@ -129,7 +159,13 @@ def _hold_unobservable(ctx: PlanContext) -> None:
             continue
         st = nv.status
         assert st is not None
-        if st.command_in_progress:
+        if nv.gaps:
+            ctx.held.add(nv.key)
+            ctx.cluster_hold = ctx.cluster_hold or f"the view of {nv.key} has a gap"
+            missing = [*nv.gaps, *ctx.unknown.get(nv.key, [])]
+            ctx.block(nv.key, f"{nv.key} is held back: " + "; ".join(missing) + f". {HELD_BACK}")
+            continue
+        elif nv.in_progress:
             cmd = st.last_command.command if st.last_command else None
             ctx.held.add(nv.key)
             ctx.cluster_hold = f"{nv.key} is running '{cmd}'"
@@ -137,10 +173,27 @@ def _hold_unobservable(ctx: PlanContext) -> None:
                 nv.key,
                 f"{nv.key} has '{cmd}' in progress: wait for it to finish, then plan again",
             )
-        elif status_unreadable(st):
+        unknowns = ctx.unknown.get(nv.key, [])
+        if unknowns and not nv.unclustered:
+            ctx.destructive_hold = ctx.destructive_hold or f"{nv.key}: {unknowns[0]}"
+        if unknowns and nv.key not in ctx.held:
             ctx.held.add(nv.key)
             ctx.block(
-                nv.key, f"{nv.key}: the status shows no known `Status` line ({st.state_raw!r})"
+                nv.key,
+                f"{nv.key} is held back: " + "; ".join(unknowns) + ". Nothing is planned for it",
+            )
+
+
+def _describe_minority(ctx: PlanContext) -> None:
+    """A replica whose `Node in use` names itself sees no master: it is on the minority side."""
+    for nv in ctx.view.nodes:
+        st = nv.status
+        if st is None or st.me is None or st.node_in_use is None:
+            continue
+        if normalize_address(st.node_in_use) == normalize_address(nv.address) and st.master is None:
+            ctx.warn(
+                f"{nv.key} sees no master to follow (its `Node in use` names itself and it "
+                f"shows itself `{st.me.raw}`): it is on the minority side"
             )
 
 
@@ -173,6 +226,8 @@ def _describe_drift(ctx: PlanContext) -> None:
         if not nv.in_spec:
             ctx.drift.append(f"{nv.key} is a cluster member the spec does not list")
             continue
+        if nv.gaps:
+            continue  # held back with its gaps (nothing about it is known well enough)
         if st.error is not None or st.state is ClusterState.ERROR:
             ctx.drift.append(f"{nv.key} is in error: {st.error or st.state_raw}")
         if nv.spec_role is NodeRole.CLIENT:
@@ -180,18 +235,18 @@ def _describe_drift(ctx: PlanContext) -> None:
                 ctx.drift.append(f"{nv.key} (client) is not connected to the cluster")
             elif nv.role != "client":
                 ctx.drift.append(f"{nv.key} is a database member; the spec says client")
-        elif not nv.clustered:
+        elif nv.unclustered:
             ctx.drift.append(f"{nv.key} is not in the cluster")
         elif nv.role == "client":
             ctx.drift.append(f"{nv.key} is connected as a client; the spec says database")
-        if ctx.interface.get(nv.key) != spec.interface:
+        if ctx.interface_known(nv.key) and ctx.interface[nv.key] != spec.interface:
             ctx.drift.append(
                 f"{nv.key}: interface is {ctx.interface.get(nv.key) or 'none'}; "
                 f"the spec says {spec.interface}"
             )
         wanted = ctx.wanted_certs(nv.key)
-        if wanted is not None and ctx.certs.get(nv.key) != wanted:
-            have = ", ".join(n or "none" for n in ctx.certs.get(nv.key, ()))
+        if wanted is not None and ctx.certs_known(nv.key) and ctx.certs[nv.key] != wanted:
+            have = ", ".join(n or "none" for n in ctx.certs[nv.key])
             ctx.drift.append(
                 f"{nv.key}: certificates are {have}; the spec says "
                 + ", ".join(n or "none" for n in wanted)
@@ -234,19 +289,39 @@ def _prepare_unclustered(ctx: PlanContext) -> None:
         assert st is not None
         in_error = st.error is not None or st.state is ClusterState.ERROR
         if in_error and not (nv.clustered and schema_repair_pending(st)):
+            if not nv.unclustered and ctx.cluster_hold is not None:
+                ctx.block(nv.key, f"clearing the error on {nv.key} waits: {ctx.cluster_hold}")
+                continue
             ctx.warn(
                 f"{nv.key} is in error ({st.error or 'no ERROR text'}): the error is cleared "
                 "and the step that failed is planned again; check the node's log "
                 "(`syslog follow`) if it fails again"
             )
             ctx.add_clear_error(nv.key, st.error, None)
-        if not nv.clustered:
+        if nv.unclustered:
             ctx.prepare(nv.key, ctx.procedure_for(nv.key), with_uploads=False)
 
 
 def _initialize(ctx: PlanContext) -> None:
     view, spec = ctx.view, ctx.spec
     if view.masters or view.membership or view.any_clustered:
+        return
+    unproven = [
+        nv.key
+        for nv in view.nodes
+        if nv.in_spec
+        and (nv.observation.unreadable is not None or nv.reachable)
+        and (nv.gaps or not nv.unclustered)
+    ]
+    if unproven:
+        ctx.block(
+            None,
+            "initialize refused: "
+            + ", ".join(unproven)
+            + " not shown to be unclustered (`initialize` needs every reachable node to show "
+            "the not-clustered layout: `Status : Disabled`, an empty `Nodes:`, "
+            "`Node in use : none`)",
+        )
         return
     db = spec.database_nodes
     ready = [
@@ -255,7 +330,7 @@ def _initialize(ctx: PlanContext) -> None:
         if n.name not in ctx.held
         and (nv := view.node(n.name)) is not None
         and nv.reachable
-        and not nv.clustered
+        and nv.unclustered
     ]
     if 2 * len(ready) <= len(db):
         ctx.block(
@@ -272,8 +347,8 @@ def _initialize(ctx: PlanContext) -> None:
     if ctx.cluster_hold is not None:
         ctx.block(None, f"initialize waits: {ctx.cluster_hold}")
         return
-    if ctx.wanted_certs(target) is None:
-        return  # blocked by prepare
+    if not ctx.configured(target):
+        return  # blocked by prepare (no server pair, or unknown values)
     ctx.add_initialize(target)
 
 
@@ -328,6 +403,8 @@ def _master_move(ctx: PlanContext) -> None:
 def _move_refusal(ctx: PlanContext, current: NodeView | None, target: NodeView) -> str | None:
     if ctx.cluster_hold is not None:
         return ctx.cluster_hold
+    if ctx.destructive_hold is not None:
+        return f"a destructive step needs every member's whole view ({ctx.destructive_hold})"
     if target.key in ctx.held:
         return f"{target.key} cannot be observed"
     if not ctx.is_member(target.address):
@@ -337,6 +414,9 @@ def _move_refusal(ctx: PlanContext, current: NodeView | None, target: NodeView) 
         )
     if target.sync != "in-sync":
         return f"{target.key} is not connected and ( In Sync ) (it shows {target.sync})"
+    unknown = [f"{k}: {'; '.join(v)}" for k, v in ctx.unknown.items() if ctx.is_member_key(k)]
+    if unknown:
+        return "every member's interface and certificates must be known: " + "; ".join(unknown)
     rotation = ctx.needs_rotation(target.key)
     if rotation:
         return (
@@ -371,9 +451,11 @@ def _move_refusal(ctx: PlanContext, current: NodeView | None, target: NodeView) 
 
 def _joins(ctx: PlanContext) -> None:
     max_nodes = ctx.spec.policy.max_database_nodes
+    reserved = 0  # earlier nodes that would join but whose values are unknown keep their place
     for n in ctx.spec.database_nodes:
         nv = ctx.node_view(n.name)
         if nv.key in ctx.held:
+            reserved += nv.key in ctx.unknown and nv.unclustered
             continue
         if not ctx.clustered[nv.key]:
             if ctx.master is None:
@@ -383,7 +465,7 @@ def _joins(ctx: PlanContext) -> None:
             if ctx.cluster_hold is not None:
                 ctx.block(nv.key, f"join of {nv.key} waits: {ctx.cluster_hold}")
                 continue
-            if len(ctx.members) + 1 > max_nodes:
+            if len(ctx.members) + reserved + 1 > max_nodes:
                 ctx.block(
                     nv.key,
                     f"join of {nv.key} refused: the cluster would have more than "
@@ -391,9 +473,8 @@ def _joins(ctx: PlanContext) -> None:
                     "if members leave",
                 )
                 continue
-            wanted = ctx.wanted_certs(nv.key)
-            if wanted is None or ctx.certs.get(nv.key) != wanted:
-                continue  # blocked by prepare
+            if not ctx.configured(nv.key):
+                continue  # blocked by prepare (no server pair, or unknown values)
             ctx.add_join(nv.key, ctx.procedure_for(nv.key))
 
 
@@ -427,8 +508,23 @@ def _rotations(ctx: PlanContext) -> None:
 
 
 def _rotate(ctx: PlanContext, nv: NodeView, why: list[str], *, client: bool) -> None:
+    if nv.key in ctx.unknown:
+        ctx.block(
+            nv.key,
+            f"{nv.key} must leave and rejoin ({'; '.join(why)}), but "
+            + "; ".join(ctx.unknown[nv.key])
+            + ": the rotation is not planned on an unknown value",
+        )
+        return
     if ctx.cluster_hold is not None:
         ctx.block(nv.key, f"rotation of {nv.key} waits: {ctx.cluster_hold}")
+        return
+    if ctx.destructive_hold is not None:
+        ctx.block(
+            nv.key,
+            f"rotation of {nv.key} waits: its `remove` needs every member's whole view "
+            f"({ctx.destructive_hold})",
+        )
         return
     if ctx.master is None:
         ctx.block(nv.key, f"rotation of {nv.key} needs a master")
@@ -443,7 +539,7 @@ def _rotate(ctx: PlanContext, nv: NodeView, why: list[str], *, client: bool) -> 
             f"{LATER_RUN} if members leave",
         )
         return
-    if member and not ctx.remove_keeps_majority(nv.address):
+    if not ctx.remove_keeps_majority(nv.address):
         ctx.block(
             nv.key,
             f"{nv.key} must leave and rejoin ({'; '.join(why)}), but removing it now would "
@@ -468,7 +564,7 @@ def _connects(ctx: PlanContext) -> None:
                 ctx.block(nv.key, f"{nv.key} cannot connect: there is no master")
             elif ctx.cluster_hold is not None:
                 ctx.block(nv.key, f"connect of {nv.key} waits: {ctx.cluster_hold}")
-            elif ctx.certs.get(nv.key) == ctx.wanted_certs(nv.key):
+            elif ctx.configured(nv.key):
                 ctx.add_join(nv.key, ctx.procedure_for(nv.key), client=True)
             continue
         if nv.role != "client":
@@ -511,6 +607,13 @@ def _remove_extras(ctx: PlanContext) -> None:
             continue
         if ctx.cluster_hold is not None:
             ctx.block(nv.key, f"removal of {nv.key} waits: {ctx.cluster_hold}")
+            continue
+        if ctx.destructive_hold is not None:
+            ctx.block(
+                nv.key,
+                f"removal of {nv.key} waits: `remove` needs every member's whole view "
+                f"({ctx.destructive_hold})",
+            )
             continue
         if not ctx.remove_keeps_majority(nv.address):
             ctx.block(nv.key, f"removing {nv.key} now would leave the cluster without a majority")

@@ -23,15 +23,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from reconciler.cluster_view import normalize_address
+from reconciler.addresses import normalize_address
 from reconciler.plan_model import Action, Step
 from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.status_model import (
+    EVERY_LINE,
     Certificates,
     ClusterState,
     ClusterStatus,
     CommandResult,
     LastCommand,
+    Line,
     Member,
     MemberRole,
     SyncState,
@@ -138,12 +140,15 @@ def _member(world: World, address: str, me: str | None, wording: str) -> Member:
             raw=f"Connected {master_word}",
         )
     in_sync = world.master is not None and n.in_sync
+    sync = SyncState.IN_SYNC if in_sync else SyncState.SYNCING
+    if world.master is None:
+        sync = SyncState.NO_MASTER  # a bare replica with no master to be in sync with
     return Member(
         address=address,
         is_me=address == me,
         connected=True,
         role=MemberRole.REPLICA,
-        sync=SyncState.IN_SYNC if in_sync else SyncState.SYNCING,
+        sync=sync,
         raw=f"Connected {replica_word}" + (" ( In Sync )" if in_sync else ""),
     )
 
@@ -159,7 +164,7 @@ def node_status(world: World, node: SimNode) -> ClusterStatus:
         state = ClusterState.ERROR
     else:
         state = ClusterState.ENABLED if node.clustered else ClusterState.DISABLED
-    last: LastCommand | None = None
+    last = LastCommand(command=None, result=CommandResult.OTHER, raw="none")
     if node.running is not None:
         last = LastCommand(
             command=node.running,
@@ -173,18 +178,22 @@ def node_status(world: World, node: SimNode) -> ClusterStatus:
             raw=f"'{node.last_command}' ({_RESULT_TEXT[node.last_result]})",
         )
     c = node.certs
+    in_use = world.master if node.clustered else None
+    if in_use is None and member:
+        in_use = node.address  # the minority side names itself (facts, FAQ 238)
     return ClusterStatus(
         state=state,
         state_raw=state.value.capitalize(),
         error=node.error,
         members=members,
-        node_in_use=world.master if node.clustered else None,
+        node_in_use=in_use,
         interface=node.interface,
         certificates=Certificates(
             server_key=c[0], server_cert=c[1], client_key=c[2], client_cert=c[3], ca_cert=c[4]
         ),
         last_command=last,
         wording=node.wording,
+        shown=EVERY_LINE if node.error is not None else EVERY_LINE - {Line.ERROR},
     )
 
 

@@ -12,8 +12,14 @@ File layout (YAML)::
           dbclusterserver.key: 3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b
       cms2:
         unreachable: connection refused         # instead of `status`
+      cms3:
+        unreadable: "'database cluster status' ended without an exit status"
+                                                # it answered, but gave no usable status
 
 Every raw status is parsed with :func:`reconciler.status_parser.parse_status`.
+The file is read bounded (:data:`reconciler.file_limits.SNAPSHOT_LIMIT`, a regular
+file only) and a raw status longer than
+:data:`reconciler.file_limits.STATUS_TEXT_LIMIT` is refused before it is parsed.
 Bad input raises :class:`reconciler.errors.SpecError` carrying one
 :class:`reconciler.diagnostics.Diagnostic` per problem (file:line:column and
 the field path). Messages never quote values.
@@ -32,20 +38,21 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarStri
 
 from reconciler.diagnostics import Diagnostic, Severity, render_all, sort_diagnostics
 from reconciler.errors import SpecError
+from reconciler.file_limits import SNAPSHOT_LIMIT, STATUS_TEXT_LIMIT, format_size
 from reconciler.snapshot_model import NodeObservation, Observed
 from reconciler.status_parser import parse_status
 from reconciler.status_render import Wording, render_status
 from reconciler.yaml_source import FieldPath, YamlDocument, load_yaml_document
 
 TOP_KEYS = ("observed_at", "nodes")
-NODE_KEYS = ("status", "unreachable", "files")
+NODE_KEYS = ("status", "unreachable", "unreadable", "files")
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HAS_TIME = re.compile(r"\d[Tt ]\d")  # a date alone is not a point in time
 
 
 def load_snapshot(path: Path) -> Observed:
     """Read a snapshot file; raises SpecError (with diagnostics) on bad input."""
-    return snapshot_from_document(load_yaml_document(path))
+    return snapshot_from_document(load_yaml_document(path, limit=SNAPSHOT_LIMIT, what="snapshot"))
 
 
 def snapshot_from_document(doc: YamlDocument) -> Observed:
@@ -115,23 +122,41 @@ def _node(
             problems.append(
                 doc.error((*path, key), f"unknown key (expected one of: {_list(NODE_KEYS)})")
             )
-    has_status, has_unreachable = "status" in node, "unreachable" in node
-    if has_status == has_unreachable:
-        which = "both" if has_status else "neither"
+    given = [key for key in ("status", "unreachable", "unreadable") if key in node]
+    has_status = "status" in node
+    if len(given) != 1:
+        which = ", ".join(f"`{k}`" for k in given) if given else "none"
         problems.append(
-            doc.error(path, f"needs exactly one of `status` and `unreachable` (has {which})")
+            doc.error(
+                path,
+                f"needs exactly one of `status`, `unreachable` and `unreadable` (has {which})",
+            )
         )
-    for key in ("status", "unreachable"):
+    for key in ("status", "unreachable", "unreadable"):
         if key in node and not isinstance(node[key], str):
             problems.append(
                 _at_value(doc, (*path, key), f"must be a string, not {_kind(node[key])}")
             )
+    raw_status = node.get("status")
+    size = len(raw_status.encode("utf-8", "replace")) if isinstance(raw_status, str) else 0
+    if size > STATUS_TEXT_LIMIT:
+        problems.append(
+            _at_value(
+                doc,
+                (*path, "status"),
+                f"the status text of node {path[-1]} is {size} bytes, more than the "
+                f"{format_size(STATUS_TEXT_LIMIT)} a `database cluster status` output may "
+                "have; refused without parsing it",
+            )
+        )
     files = _files(doc, (*path, "files"), node.get("files"), problems)
     if len(problems) > count:
         return None
     if has_status:
         raw: str = node["status"]
         return NodeObservation(raw_status=raw, status=parse_status(raw), files=files)
+    if "unreadable" in node:
+        return NodeObservation(unreadable=node["unreadable"], files=files)
     return NodeObservation(unreachable=node["unreachable"], files=files)
 
 
@@ -201,14 +226,21 @@ def dump_snapshot(observed: Observed) -> str:
         entry: dict[str, Any] = {}
         raw = node.raw_status
         if raw is None and node.status is not None:
+            if node.status.incomplete:
+                raise ValueError(f"node {name!r}: an incomplete status needs its raw text")
             wording: Wording = "primary" if node.status.wording == "primary" else "master"
             raw = render_status(node.status, wording=wording)
-        if (raw is None) == (node.unreachable is None):
-            raise ValueError(f"node {name!r}: needs exactly one of a status and `unreachable`")
+        given = [v for v in (raw, node.unreachable, node.unreadable) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"node {name!r}: needs exactly one of a status, `unreachable` and `unreadable`"
+            )
         if raw is not None:
             entry["status"] = _string(raw, literal=True)
         elif node.unreachable is not None:
             entry["unreachable"] = _string(node.unreachable)
+        elif node.unreadable is not None:
+            entry["unreadable"] = _string(node.unreadable)
         if node.files is not None:
             entry["files"] = {_string(key, key=True): node.files[key] for key in sorted(node.files)}
         nodes[_string(name, key=True)] = entry

@@ -19,10 +19,19 @@ class NodeObservation(Frozen):
     status: ClusterStatus | None = None  # parsed raw_status
     files: dict[str, str] | None = None  # SFTP root: file name -> sha256 hex (None = not listed)
     unreachable: str | None = None  # why the node could not be observed
+    # The node answered but its status cannot be used (a channel closed without an exit
+    # status, a command cut by a timeout, an oversized output): a failed observation of a
+    # node that is up, so it holds back every cluster-changing step, unlike `unreachable`.
+    unreadable: str | None = None
 
     @property
     def reachable(self) -> bool:
-        return self.unreachable is None and self.status is not None
+        return self.unreachable is None and self.unreadable is None and self.status is not None
+
+    @property
+    def why_not(self) -> str:
+        """Why there is no status to use (for messages)."""
+        return self.unreachable or self.unreadable or "no status"
 
 
 class Observed(Frozen):

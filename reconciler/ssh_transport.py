@@ -33,9 +33,17 @@ from reconciler.errors import (
     CommandFailedError,
     CommandTimeoutError,
     HostKeyError,
+    IncompleteOutputError,
     SpecError,
     TransportError,
     UnreachableError,
+)
+from reconciler.file_limits import (
+    CERT_LIMIT,
+    KNOWN_HOSTS_LIMIT,
+    FileReadError,
+    read_bounded,
+    read_text_bounded,
 )
 from reconciler.logging_setup import register_secret
 from reconciler.spec_model import SshSpec
@@ -95,12 +103,12 @@ class KnownHosts:
     def __init__(self, path: Path, *, accept_new: bool) -> None:
         self.path = path
         self.accept_new = accept_new
-        try:
-            self._text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        try:  # bounded, a regular file only (reconciler.file_limits)
+            self._text = read_text_bounded(path, KNOWN_HOSTS_LIMIT, "known_hosts file")
+        except FileReadError as exc:
+            if not exc.missing:
+                raise SpecError(f"ssh.known_hosts: cannot read {path}: {exc.reason}") from None
             self._text = ""
-        except OSError as exc:
-            raise SpecError(f"ssh.known_hosts: cannot read {path}: {exc.strerror}") from None
         self.added: list[str] = []
 
     def for_asyncssh(self) -> asyncssh.SSHKnownHosts:
@@ -184,6 +192,14 @@ class SshSession:
             ) from None
         except (asyncssh.Error, OSError) as exc:
             raise UnreachableError(name, f"connection lost during {command!r}: {exc}") from exc
+        if result.exit_status is None:
+            # The channel closed without an exit status (or with a signal): whatever text
+            # came may be cut, so it is never read as the command's output.
+            raise IncompleteOutputError(
+                name,
+                f"{command!r} ended without an exit status (the channel closed early); "
+                "its output is not used",
+            )
         output = CommandOutput(
             node=name,
             command=command,
@@ -216,10 +232,21 @@ class SshSession:
         return self._sftp
 
     async def upload(self, local_path: str, remote_name: str) -> None:
-        sftp = await self._sftp_client()
         what = f"sftp put {remote_name}"
         try:
-            await asyncio.wait_for(sftp.put(local_path, remote_name), timeout=self.command_timeout)
+            # Read here, bounded and regular files only (a file swapped for a FIFO after
+            # planning is refused, never opened by the SFTP client).
+            data = read_bounded(local_path, CERT_LIMIT, "file to upload")
+        except FileReadError as exc:
+            raise CommandFailedError(self.target.name, what, str(exc), None) from None
+        sftp = await self._sftp_client()
+
+        async def put() -> None:
+            async with sftp.open(remote_name, "wb") as remote:
+                await remote.write(data)
+
+        try:
+            await asyncio.wait_for(put(), timeout=self.command_timeout)
         except TimeoutError:
             raise CommandTimeoutError(self.target.name, f"{what} timed out") from None
         except asyncssh.SFTPError as exc:

@@ -3,6 +3,12 @@
 Produced by :func:`reconciler.status_parser.parse_status`; pure data, no I/O.
 Every field that the MMP may print in an unknown form keeps its raw text next
 to the interpreted value, so nothing is lost and nothing crashes.
+
+A value is only as good as the line it came from: ``shown`` records which lines
+the text had, and ``incomplete`` why a block could not be read whole. A field
+whose line is missing is *unknown* (see :mod:`reconciler.status_evidence`),
+never "none": ``interface=None`` with ``Line.INTERFACE`` not in ``shown`` means
+"not shown", with it means "`Interface : none`".
 """
 
 from __future__ import annotations
@@ -27,6 +33,32 @@ class ClusterState(StrEnum):
     UNKNOWN = "unknown"  # line missing or a value we do not know (raw text kept)
 
 
+class Line(StrEnum):
+    """A line of the status output; ``ClusterStatus.shown`` holds those the text had."""
+
+    ERROR = "error"
+    STATUS = "status"
+    NODES = "nodes"  # the `Nodes:` header
+    NODE_IN_USE = "node_in_use"
+    INTERFACE = "interface"
+    SERVER_KEY = "server_key"
+    SERVER_CERT = "server_cert"
+    CLIENT_KEY = "client_key"
+    CLIENT_CERT = "client_cert"
+    CA_CERT = "ca_cert"
+    LAST_COMMAND = "last_command"
+
+
+CERTIFICATE_LINES = (
+    Line.SERVER_KEY,
+    Line.SERVER_CERT,
+    Line.CLIENT_KEY,
+    Line.CLIENT_CERT,
+    Line.CA_CERT,
+)
+EVERY_LINE = frozenset(Line)
+
+
 class MemberRole(StrEnum):
     MASTER = "master"  # `Master` (older releases) or `Primary` (newer)
     REPLICA = "replica"  # `Slave` (older releases) or `Replica` (newer)
@@ -35,7 +67,8 @@ class MemberRole(StrEnum):
 
 class SyncState(StrEnum):
     IN_SYNC = "in-sync"  # `( In Sync )`
-    SYNCING = "syncing"  # connected replica without the in-sync suffix
+    SYNCING = "syncing"  # connected replica without the in-sync suffix, a master in view
+    NO_MASTER = "no-master"  # connected replica without the suffix in a view with no master
     UNKNOWN = "unknown"  # master, disconnected node or unrecognised text
 
 
@@ -84,6 +117,8 @@ class ClusterStatus(Frozen):
     last_command: LastCommand | None
     wording: str | None  # "master" (Master/Slave) or "primary" (Primary/Replica), if detectable
     unparsed: tuple[str, ...] = ()  # non-blank lines the parser did not recognise
+    shown: frozenset[Line] = frozenset()  # the lines the text had (empty: nothing was seen)
+    incomplete: tuple[str, ...] = ()  # why a block could not be read whole
 
     # ----- derived views used by the planner (pure) -----
     @property
@@ -94,13 +129,6 @@ class ClusterStatus(Frozen):
     def master(self) -> Member | None:
         """The connected member reported as master, if any."""
         return next((m for m in self.members if m.role is MemberRole.MASTER and m.connected), None)
-
-    @property
-    def clustered(self) -> bool:
-        """True when this node belongs to (or is connected to) a cluster."""
-        return self.state in (ClusterState.ENABLED, ClusterState.ERROR) and (
-            bool(self.members) or self.node_in_use is not None
-        )
 
     @property
     def command_in_progress(self) -> bool:

@@ -3,7 +3,11 @@
 Pure (no I/O) and total: :func:`parse_status` accepts any string and never
 raises. The layouts it reads are described in ``docs/status-format.md``
 ("Parser notes" lists the exact rules). Lines it cannot place are kept in
-``ClusterStatus.unparsed``; values it does not know are kept raw.
+``ClusterStatus.unparsed``; values it does not know are kept raw. Which lines
+the text had is recorded in ``ClusterStatus.shown``; anything inside the
+`Nodes:` block it could not place (and a text that ends inside the block) is
+recorded in ``ClusterStatus.incomplete``, so that a missing or garbled line is
+never read as "none".
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from reconciler.addresses import normalize_address
 from reconciler.status_model import (
     Certificates,
     ClusterState,
     ClusterStatus,
     CommandResult,
     LastCommand,
+    Line,
     Member,
     MemberRole,
     SyncState,
@@ -35,6 +41,8 @@ _VALUE_LABELS: dict[str, str] = {
     "ca certificate": "ca_cert",
     "last command": "last_command",
 }
+_LINES: dict[str, Line] = {label: Line(name) for label, name in _VALUE_LABELS.items()}
+_LINES["nodes"] = Line.NODES
 _HEADERS = frozenset({"nodes", "certificates"})
 KNOWN_LABELS = frozenset(_VALUE_LABELS) | _HEADERS
 
@@ -169,9 +177,16 @@ class _Builder:
     state_raw: str | None = None
     members: list[Member] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)
+    shown: set[Line] = field(default_factory=set)
+    incomplete: list[str] = field(default_factory=list)
+
+    def gap(self, why: str) -> None:
+        if why not in self.incomplete:
+            self.incomplete.append(why)
 
     def take(self, label: str, value: str, line: str) -> None:
         """Fill the field of ``label``; a field that already holds a value keeps it."""
+        self.shown.add(_LINES[label])
         name = _VALUE_LABELS[label]
         if name == "status":
             if self.state_raw is not None:
@@ -188,11 +203,38 @@ class _Builder:
         else:
             self.values[name] = optional_value(value)
 
+    def check_members(self) -> None:
+        """The same member twice (in any spelling) with different states: not readable."""
+        seen: dict[str, Member] = {}
+        for m in self.members:
+            key = normalize_address(m.address)
+            other = seen.setdefault(key, m)
+            if other is not m and (other.is_me, other.connected, other.role, other.sync) != (
+                m.is_me,
+                m.connected,
+                m.role,
+                m.sync,
+            ):
+                self.gap(
+                    f"`Nodes:` lists {other.address} ({other.raw}) and {m.address} ({m.raw}): "
+                    "the same member twice, with different states"
+                )
+
     def build(self) -> ClusterStatus:
         wording = next(
             (w for m in self.members if (w := parse_member_state(m.raw).wording) is not None),
             None,
         )
+        if not any(m.connected and m.role is MemberRole.MASTER for m in self.members):
+            # A replica without `( In Sync )` in a view with no master has nothing to be
+            # in sync with (the published minority capture): "no master", not "syncing".
+            self.members = [
+                m.model_copy(update={"sync": SyncState.NO_MASTER})
+                if m.sync is SyncState.SYNCING
+                else m
+                for m in self.members
+            ]
+        self.check_members()
         v = self.values
         return ClusterStatus(
             state=ClusterState.UNKNOWN if self.state_raw is None else parse_state(self.state_raw),
@@ -211,26 +253,35 @@ class _Builder:
             last_command=self.last_command,
             wording=wording,
             unparsed=tuple(self.unparsed),
+            shown=frozenset(self.shown),
+            incomplete=tuple(self.incomplete),
         )
+
+
+def _excerpt(line: str) -> str:
+    text = line.strip()
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_status(text: str) -> ClusterStatus:
     """Parse one node's `database cluster status` output. Never raises on a str."""
     out = _Builder()
-    in_nodes = False
+    # The `Nodes:` block: "before" it is seen, "open" while members are read, "blank"
+    # after a blank line that follows a member, "closed" once a label line ended it.
+    block = "before"
     first = True
     for raw_line in _lines(text):
         line = raw_line.rstrip()
         if not line.strip():
-            if in_nodes and out.members:
-                in_nodes = False  # a blank line after members closes the block
+            if block == "open" and out.members:
+                block = "blank"  # a blank line after members closes the block
             continue
         if first:
             first = False
             if _ECHO.match(line):
                 continue
         labelled = split_label(line)
-        if in_nodes:
+        if block == "open":
             indented = line[0].isspace()
             if labelled is None or indented:
                 member = parse_member_line(line)
@@ -239,20 +290,32 @@ def parse_status(text: str) -> ClusterStatus:
                     continue
             if labelled is None:
                 out.unparsed.append(line)
+                out.gap(f"a line inside `Nodes:` in an unknown layout: {_excerpt(line)!r}")
                 continue
-            in_nodes = False
+            block = "closed"
         if labelled is None:
             out.unparsed.append(line)
+            if block == "blank" and parse_member_line(line) is not None:
+                out.gap(f"a member line after a blank line inside `Nodes:`: {_excerpt(line)!r}")
             continue
+        if block == "blank":
+            block = "closed"
         label, value = labelled
         if label == "nodes":
             if value:
                 out.unparsed.append(line)
+                out.gap(f"the `Nodes:` header has text after it: {_excerpt(line)!r}")
+            elif Line.NODES in out.shown:
+                out.unparsed.append(line)
+                out.gap("the `Nodes:` header appears twice")
             else:
-                in_nodes = True
+                out.shown.add(Line.NODES)
+                block = "open"
         elif label == "certificates":
             if value:
                 out.unparsed.append(line)
         else:
             out.take(label, value, line)
+    if block in ("open", "blank"):
+        out.gap("the text ends inside the `Nodes:` block")
     return out.build()

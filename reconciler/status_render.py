@@ -18,6 +18,7 @@ from reconciler.status_model import (
     ClusterStatus,
     CommandResult,
     LastCommand,
+    Line,
     Member,
     MemberRole,
     SyncState,
@@ -46,10 +47,11 @@ INDENT = "  "
 def member_state_text(member: Member, wording: Wording) -> str:
     """The state text of a member line in the requested wording."""
     meaning = parse_member_state(member.raw)
+    # A bare replica text means "no master" in a view without one (the parser decides).
+    sync = SyncState.SYNCING if member.sync is SyncState.NO_MASTER else member.sync
     if (
         member.raw
-        and (meaning.connected, meaning.role, meaning.sync)
-        == (member.connected, member.role, member.sync)
+        and (meaning.connected, meaning.role, meaning.sync) == (member.connected, member.role, sync)
         and meaning.wording in (None, wording)
     ):
         return member.raw
@@ -59,7 +61,7 @@ def member_state_text(member: Member, wording: Wording) -> str:
     if member.connected and member.role is MemberRole.REPLICA:
         if member.sync is SyncState.IN_SYNC:
             return f"Connected {replica} ( In Sync )"
-        if member.sync is SyncState.SYNCING:
+        if member.sync in (SyncState.SYNCING, SyncState.NO_MASTER):
             return f"Connected {replica}"
     if not member.connected:  # the only documented text for an unreachable member
         return "Disconnected"
@@ -93,32 +95,47 @@ def _line(label: str, value: str | None, column: int) -> str:
 
 
 def render_status(status: ClusterStatus, *, wording: Wording = "master", column: int = 25) -> str:
-    """The status as the MMP prints it; values start at ``column`` (1-based)."""
+    """The status as the MMP prints it; values start at ``column`` (1-based).
+
+    Only the lines the status was shown with are printed (``status.shown``), so a
+    partial capture renders as the same partial capture. A status whose text could not
+    be read whole (``status.incomplete``) cannot be printed back faithfully (the lines the
+    parser could not place are printed last): keep its raw text instead.
+    """
+    shown = status.shown
     lines: list[str] = []
     if status.error is not None:
         lines.append(_line("ERROR", status.error, column))
     state = status_text(status)
-    if state is not None:
+    if state is not None and Line.STATUS in shown:
         lines.append(_line("Status", state, column))
-    lines.append("Nodes:")
-    for member in status.members:
-        name = f"{INDENT}{member.address}{' (me)' if member.is_me else ''}"
-        lines.append(_line(name, member_state_text(member, wording), column))
-    lines.append(_line("Node in use", status.node_in_use, column))
-    lines.append("")
-    lines.append(_line("Interface", status.interface, column))
-    lines.append("")
-    lines.append("Certificates")
+    if Line.NODES in shown:
+        lines.append("Nodes:")
+        for member in status.members:
+            name = f"{INDENT}{member.address}{' (me)' if member.is_me else ''}"
+            lines.append(_line(name, member_state_text(member, wording), column))
+    if Line.NODE_IN_USE in shown:
+        lines.append(_line("Node in use", status.node_in_use, column))
+    if Line.INTERFACE in shown:
+        lines.append("")
+        lines.append(_line("Interface", status.interface, column))
     certs = status.certificates
-    for label, value in (
-        ("Server Key", certs.server_key),
-        ("Server Certificate", certs.server_cert),
-        ("Client Key", certs.client_key),
-        ("Client Certificate", certs.client_cert),
-        ("CA Certificate", certs.ca_cert),
-    ):
-        lines.append(_line(INDENT + label, value, column))
-    if status.last_command is not None:
+    cert_lines = [
+        _line(INDENT + label, value, column)
+        for line, label, value in (
+            (Line.SERVER_KEY, "Server Key", certs.server_key),
+            (Line.SERVER_CERT, "Server Certificate", certs.server_cert),
+            (Line.CLIENT_KEY, "Client Key", certs.client_key),
+            (Line.CLIENT_CERT, "Client Certificate", certs.client_cert),
+            (Line.CA_CERT, "CA Certificate", certs.ca_cert),
+        )
+        if line in shown
+    ]
+    if cert_lines:
+        lines.append("")
+        lines.append("Certificates")
+        lines.extend(cert_lines)
+    if status.last_command is not None and Line.LAST_COMMAND in shown:
         lines.append("")
         lines.append(_line("Last command", last_command_text(status.last_command), column))
     if status.unparsed:

@@ -17,6 +17,8 @@ from reconciler.db_view import DbView
 from reconciler.facts import certs_value
 from reconciler.snapshot_model import Observed
 from reconciler.spec_model import ClusterSpec
+from reconciler.status_evidence import UNKNOWN, certificates_gap, interface_gap
+from reconciler.status_model import ClusterStatus
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,18 @@ class StatusReport:
     master: str | None
 
 
+def _interface(status: ClusterStatus | None) -> str | None:
+    if status is None:
+        return None
+    return UNKNOWN if interface_gap(status) else status.interface
+
+
+def _certificates(status: ClusterStatus | None) -> str | None:
+    if status is None:
+        return None
+    return UNKNOWN if certificates_gap(status) else certs_value(status.certificates)
+
+
 def node_rows(spec: ClusterSpec, observed: Observed) -> tuple[NodeRow, ...]:
     view = build_view(spec, observed)
     rows = []
@@ -62,11 +76,11 @@ def node_rows(spec: ClusterSpec, observed: Observed) -> tuple[NodeRow, ...]:
                 name=nv.key,
                 address=nv.address,
                 reachable=nv.reachable,
-                unreachable_reason=None if nv.reachable else nv.observation.unreachable,
+                unreachable_reason=None if nv.reachable else nv.observation.why_not,
                 role=nv.role if nv.in_spec else f"{nv.role} (not in spec)",
                 sync=nv.sync,
-                interface=status.interface if status else None,
-                certificates=certs_value(status.certificates) if status else None,
+                interface=_interface(status),
+                certificates=_certificates(status),
                 last_command=status.last_command.raw
                 if status and status.last_command
                 else ("none" if status else None),

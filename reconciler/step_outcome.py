@@ -1,15 +1,26 @@
 """What a step must leave behind, checked against the node's fresh status.
 
 Pure: ``outcome_problem(step, observation)`` returns None when the node shows the
-expected result, or a sentence saying what it shows instead.
+expected result, or a sentence saying what it shows instead. Every check needs
+positive evidence: after `remove` the explicit not-clustered layout, after `clear
+error` a `Status` line that is not `Error`, after `localnode`/`certs` the lines that
+show the new values; a missing line is never taken as the expected result.
 """
 
 from __future__ import annotations
 
-from reconciler.cluster_view import normalize_address, role_of
+from reconciler.addresses import normalize_address
+from reconciler.cluster_view import role_of
 from reconciler.plan_model import Action, Step
 from reconciler.snapshot_model import NodeObservation
-from reconciler.status_model import ClusterState, CommandResult
+from reconciler.status_evidence import (
+    Clustering,
+    base_gaps,
+    certificates_gap,
+    clustering,
+    interface_gap,
+)
+from reconciler.status_model import ClusterState, CommandResult, Line
 
 
 def _args(command: str | None) -> list[str]:
@@ -19,6 +30,11 @@ def _args(command: str | None) -> list[str]:
 
 def same_command(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.split() == b.split()
+
+
+_NEEDS_WHOLE_VIEW = frozenset(
+    {Action.INITIALIZE, Action.JOIN, Action.CONNECT, Action.REMOVE, Action.UPGRADE_SCHEMA}
+)
 
 
 def outcome_problem(step: Step, obs: NodeObservation) -> str | None:
@@ -33,10 +49,19 @@ def outcome_problem(step: Step, obs: NodeObservation) -> str | None:
         return f"{name} on the node has sha256 {have}, expected {step.upload.sha256}"
     status = obs.status if obs.reachable else None
     if status is None:
-        return f"node not observable after the step: {obs.unreachable}"
+        return f"node not observable after the step: {obs.why_not}"
     args = _args(step.command)
     role = role_of(status)
     last = status.last_command
+    if step.action is Action.LOCALNODE and (gap := interface_gap(status)) is not None:
+        return gap
+    if step.action is Action.CERTS and (gap := certificates_gap(status)) is not None:
+        return gap
+    if step.action is Action.CLEAR_ERROR and Line.STATUS not in status.shown:
+        return "the status has no `Status` line: the error is not shown cleared"
+    gaps = base_gaps(status)
+    if step.action in _NEEDS_WHOLE_VIEW and gaps:
+        return "the status cannot be read whole: " + "; ".join(gaps)
     if step.action is Action.LOCALNODE:
         wanted = args[0] if args else None
         return (
@@ -69,7 +94,9 @@ def outcome_problem(step: Step, obs: NodeObservation) -> str | None:
             return f"node is not connected (Status {status.state_raw!r})"
         return None
     if step.action is Action.REMOVE:
-        return None if role == "none" else f"node is still {role}, expected not clustered"
+        if clustering(status) is Clustering.NO:
+            return None
+        return f"node is {role}, expected the not-clustered layout"
     if step.action is Action.CLEAR_ERROR:
         return (
             None

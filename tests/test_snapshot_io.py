@@ -113,12 +113,12 @@ BAD_INPUTS = [
     (
         "both status and unreachable",
         "nodes:\n  cms1:\n    status: x\n    unreachable: y\n",
-        [(2, 3, "nodes.cms1", "has both")],
+        [(2, 3, "nodes.cms1", "(has `status`, `unreachable`)")],
     ),
     (
         "neither status nor unreachable",
         "nodes:\n  a:\n    unreachable: y\n  cms1:\n    files: {}\n",
-        [(4, 3, "nodes.cms1", "has neither")],
+        [(4, 3, "nodes.cms1", "(has none)")],
     ),
     (
         "status is not a string",
@@ -172,8 +172,8 @@ BAD_INPUTS = [
         "  cms2:\n    files:\n      k: nope\n",
         [
             (1, 14, "observed_at", "ISO 8601"),
-            (3, 3, "nodes.cms1", "has both"),
-            (6, 3, "nodes.cms2", "has neither"),
+            (3, 3, "nodes.cms1", "(has `status`, `unreachable`)"),
+            (6, 3, "nodes.cms2", "(has none)"),
             (8, 10, "nodes.cms2.files.k", "sha256"),
         ],
     ),
@@ -292,3 +292,22 @@ def test_dump_load_round_trip(
     observed = Observed(observed_at=observed_at, nodes=nodes)
     text = dump_snapshot(observed)
     assert load_snapshot(write(tmp_path, text)) == observed
+
+
+def test_an_unreadable_node_round_trips_and_is_not_reachable(tmp_path: Path) -> None:
+    observed = Observed(
+        nodes={"cms1": NodeObservation(unreadable="'database cluster status' ended early")}
+    )
+    path = tmp_path / "obs.yaml"
+    path.write_text(dump_snapshot(observed), encoding="utf-8")
+    back = load_snapshot(path)
+    assert back.nodes["cms1"].unreadable == "'database cluster status' ended early"
+    assert not back.nodes["cms1"].reachable
+    assert back.nodes["cms1"].why_not == "'database cluster status' ended early"
+
+
+def test_an_incomplete_status_is_never_written_without_its_raw_text() -> None:
+    status = parse_status("Status : Enabled\nNodes:\n  10.0.0.1 (me) : Connected Master\n")
+    assert status.incomplete
+    with pytest.raises(ValueError, match="incomplete status needs its raw text"):
+        dump_snapshot(Observed(nodes={"cms1": NodeObservation(status=status)}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from reconciler.errors import (
     CommandFailedError,
     CommandTimeoutError,
     HostKeyError,
+    IncompleteOutputError,
     SpecError,
     UnreachableError,
 )
@@ -88,6 +90,9 @@ async def _mmp(process: asyncssh.SSHServerProcess[str], stats: ServerStats) -> N
     elif command == "prints-failure":
         process.stdout.write("FAILURE: usage: database cluster localnode <a|b|c|d>\n")
         process.exit(0)  # FAILURE in the text is enough
+    elif command == "cut-short":
+        process.stdout.write(STATUS[: len(STATUS) // 2])
+        process.channel.close()  # no exit status
     elif command == "slow":
         await asyncio.sleep(30)
         process.exit(0)
@@ -223,6 +228,20 @@ async def test_command_timeout(server: SshServer, tmp_path: Path, trusted: SshSe
         await transport.close()
 
 
+async def test_channel_closed_without_exit_status_is_a_failed_observation(
+    server: SshServer, tmp_path: Path, trusted: SshSettings
+) -> None:
+    transport = SshTransport(_settings(tmp_path))
+    try:
+        session = await transport.session(server.target())
+        with pytest.raises(IncompleteOutputError) as err:
+            await session.run("cut-short")
+        assert err.value.retryable
+        assert "without an exit status" in err.value.detail
+    finally:
+        await transport.close()
+
+
 async def test_sftp_upload_and_hashed_listing(
     server: SshServer, trusted: SshSettings, tmp_path: Path
 ) -> None:
@@ -242,6 +261,22 @@ async def test_sftp_upload_and_hashed_listing(
         "dbclusterserver.crt": hashlib.sha256(local.read_bytes()).hexdigest(),
         "existing.key": hashlib.sha256(b"key material").hexdigest(),
     }
+
+
+async def test_upload_of_a_fifo_is_refused_without_opening_it(
+    server: SshServer, trusted: SshSettings, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "swapped.key"
+    os.mkfifo(fifo)  # nobody writes to it: opening it for reading would hang
+    transport = SshTransport(trusted)
+    try:
+        session = await transport.session(server.target())
+        with pytest.raises(CommandFailedError) as err:
+            await asyncio.wait_for(session.upload(str(fifo), "swapped.key"), timeout=20)
+    finally:
+        await transport.close()
+    assert "not a regular file" in str(err.value)
+    assert not (server.root / "swapped.key").exists()
 
 
 async def test_unknown_host_key_refused_with_fingerprint(

@@ -21,20 +21,28 @@ def lab() -> Iterator[E2ELab]:
     yield from lab_fixture(LAB_BASE, 5)
 
 
-def test_blocked_master_port_stops_with_the_firewall_diagnosis(lab: E2ELab) -> None:
+def test_blocked_master_port_holds_back_with_the_firewall_advice(lab: E2ELab) -> None:
+    # With its database port blocked the master sees none of its replicas: a master without
+    # a majority cannot stay master (A1), so its claim is not acted on (no join is sent to
+    # it) and the advice names the port.
     assert lab.apply(lab.spec(3)).code == 0
+    spec = lab.spec(5)
     lab.fault("cms-lab-1", "block-db")
     try:
-        result = lab.apply(lab.spec(5))
+        # The master's view shows its replicas gone once their WAL senders have noticed.
+        deadline = time.monotonic() + 30
+        while "only 1 of 3 members connected" not in lab.reconcile("plan", spec).stdout:
+            assert time.monotonic() < deadline, "the master never showed its replicas gone"
+            time.sleep(0.3)
+        result = lab.apply(spec)
     finally:
         lab.fault("cms-lab-1", "unblock-db")
-    assert result.code == 1, result.text
+    assert result.code == 2, result.text
     out = result.stdout
-    assert "Diagnosis" in out
-    assert "database cluster join 127.0.22.1" in out
-    assert "master database port 127.0.22.1:5432 from the admin host: NOT reachable" in out
-    assert "firewall" in out
-    assert "Nothing further was run" in out
+    assert "Held back" in out
+    assert "only 1 of 3 members connected" in out
+    assert "TCP port 5432" in out and "firewall" in out
+    assert "database cluster join" not in out
 
 
 def test_unreachable_node_is_held_back_and_the_rest_proceeds(lab: E2ELab) -> None:

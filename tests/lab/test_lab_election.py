@@ -102,8 +102,11 @@ async def test_kill_second_leaves_no_master(lab: Lab) -> None:
     new = (await masters(lab, [a, b]))[0]
     survivor = b if new == a else a
     lab.fault(new, "kill")
-    out = await lab.wait_status(survivor, lambda s: "Node in use              : none" in s)
+    out = await lab.wait_status(
+        survivor, lambda s: f"Node in use              : {survivor.address}" in s
+    )
     assert "Connected Master" not in out
+    assert f"{survivor.address} (me)" in out and "( In Sync )" not in out.split("(me)")[1]
     # longer than the watcher needs to decide: still no master, no writes
     await asyncio.sleep(3)
     assert await in_recovery(lab, survivor) is True
@@ -181,7 +184,8 @@ async def test_master_without_majority_steps_down_and_returns(lab: Lab) -> None:
     out = await lab.wait_status(
         master, lambda s: f"{master.address} (me)      : Connected Slave" in s
     )
-    assert "Connected Master" not in out and "Node in use              : none" in out
+    assert "Connected Master" not in out
+    assert f"Node in use              : {master.address}" in out
     assert await in_recovery(lab, master) is True
     assert "Stepping down" in lab.syslog(master)
     for r in replicas:
