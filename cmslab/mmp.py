@@ -208,13 +208,23 @@ async def cluster_command(node: LabNode, args: list[str], ask: Ask, unknown: Res
 
 
 async def clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Result:
-    st = node.state
     if verb in ("initialize", "remove", "upgrade_schema") and rest:
         return fail(f"usage: database cluster {verb}")
     if verb in ("join", "connect") and len(rest) != 1:
         return usage(verb)
     if node.busy():
         return fail("another database cluster command is in progress")
+    # No await between the check and the claim: two commands arriving together cannot both
+    # pass (two joins 3 ms apart once destroyed a node's database).
+    node.claimed_by = verb
+    try:
+        return await _clustering(node, verb, rest, ask)
+    finally:
+        node.claimed_by = None
+
+
+async def _clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Result:
+    st = node.state
     if st.error and verb != "remove":
         return fail(f"node is in error ({st.error}): run 'database cluster clear error' first")
     command = " ".join(["database", "cluster", verb, *rest])

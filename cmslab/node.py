@@ -67,6 +67,10 @@ class LabNode:
         self.db_blocked = False
         self.lock = asyncio.Lock()  # PostgreSQL lifecycle changes
         self.op_task: asyncio.Task[None] | None = None
+        # A clustering command that has passed the busy check but not yet started its task
+        # (it may still await the `Y`, a check of the master, ...): claimed synchronously, so a
+        # second command arriving meanwhile is refused (docs/assumptions.md, A7).
+        self.claimed_by: str | None = None
         self.frozen_view: StatusView | None = None
         self.proxy = TcpProxy(cfg.address, cfg.db_port, cfg.address, cfg.pg_port)
         self.ssh_server: asyncssh.SSHAcceptor | None = None

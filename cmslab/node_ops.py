@@ -24,7 +24,8 @@ class OpFailed(RuntimeError):
 
 
 def busy(node: LabNode) -> bool:
-    return node.op_task is not None and not node.op_task.done()
+    running = node.op_task is not None and not node.op_task.done()
+    return running or node.claimed_by is not None
 
 
 async def start_op(node: LabNode, command: str, body: Callable[[], Awaitable[None]]) -> None:

@@ -4,27 +4,32 @@ The file ``<state-dir>/<cluster>.lock`` holds JSON: holder (``user@host``), pid,
 start time, expiry and run id. It is created atomically with its content already
 in it (written to a temporary file, then hard-linked into place), so a competing
 apply never reads an empty or half-written lock.
-The executor refreshes the expiry after every step. A second apply refuses and
-names the holder. A lock is *stale* when it expired or when its holder ran on
+A daemon thread refreshes the expiry every ttl/3 for as long as the holder runs
+(prompts, waits and long polls included), so a live holder's lock never expires;
+the executor calls :meth:`ApplyLock.verify` before every step. A second apply
+refuses and names the holder. A lock is *stale* when it expired or when its holder ran on
 this host and that process is gone (e.g. killed with SIGKILL); a stale lock is
 still refused until ``--break-lock`` removes it explicitly — never a live one.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
+import threading
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
 import structlog
 
-from reconciler.errors import LockHeldError
+from reconciler.errors import LockHeldError, LockLostError, StaleLockError
+from reconciler.lock_backend import LockInfo
+
+__all__ = ["DEFAULT_TTL_SECONDS", "ApplyLock", "LockInfo", "lock_path", "read_lock", "stale_reason"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,23 +38,6 @@ DEFAULT_TTL_SECONDS = 3600.0
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    cluster: str
-    holder: str  # user@host
-    host: str
-    pid: int
-    run_id: str
-    started_at: str  # ISO 8601, UTC
-    expires_at: str
-
-    def describe(self) -> str:
-        return (
-            f"{self.holder} (pid {self.pid}, run {self.run_id}) since {self.started_at}, "
-            f"expires {self.expires_at}"
-        )
 
 
 def lock_path(state_dir: Path, cluster: str) -> Path:
@@ -63,7 +51,9 @@ def read_lock(path: Path) -> LockInfo | None:
     except FileNotFoundError:
         return None
     data = json.loads(raw)
-    return LockInfo(**{k: data[k] for k in LockInfo.__dataclass_fields__})
+    if not isinstance(data, dict):
+        raise ValueError("not a lock record")
+    return LockInfo.from_mapping(data)
 
 
 def _create_with_content(path: Path, content: str) -> None:
@@ -98,7 +88,7 @@ def _pid_alive(pid: int) -> bool:
 def stale_reason(info: LockInfo, now: datetime | None = None) -> str | None:
     """Why the lock no longer protects a running apply, or None when it is live."""
     now = now or _now()
-    if datetime.fromisoformat(info.expires_at) <= now:
+    if info.expires_at is not None and datetime.fromisoformat(info.expires_at) <= now:
         return f"it expired at {info.expires_at}"
     if info.host == socket.gethostname() and not _pid_alive(info.pid):
         return f"its process {info.pid} on {info.host} is gone"
@@ -112,6 +102,35 @@ class ApplyLock:
         self.path = path
         self.info = info
         self.ttl = ttl
+        self.lost: str | None = None  # why the background renewal found the lock gone
+        self._guard = threading.Lock()
+        self._stopped = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def backend(self) -> str:
+        return f"file:{self.path}"
+
+    @property
+    def token(self) -> int | None:
+        return None
+
+    def _start_renewal(self) -> None:
+        self._renewer = threading.Thread(
+            target=self._renew_loop, name=f"lock-renewal {self.info.cluster}", daemon=True
+        )
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stopped.wait(max(0.2, self.ttl / 3)):
+            try:
+                self.refresh()
+            except LockHeldError as exc:
+                self.lost = str(exc)
+                log.error("lock lost", lock=str(self.path), reason=self.lost)
+                return
+            except OSError as exc:  # a full disk, say: try again, the expiry is far off
+                log.warning("lock refresh failed", lock=str(self.path), error=str(exc))
 
     @classmethod
     def acquire(
@@ -125,16 +144,10 @@ class ApplyLock:
     ) -> ApplyLock:
         state_dir.mkdir(parents=True, exist_ok=True)
         path = lock_path(state_dir, cluster)
-        host = socket.gethostname()
-        started = _now()
+        base = LockInfo.for_this_process(cluster, run_id)
+        started = datetime.fromisoformat(base.started_at)
         info = LockInfo(
-            cluster=cluster,
-            holder=f"{getpass.getuser()}@{host}",
-            host=host,
-            pid=os.getpid(),
-            run_id=run_id or uuid.uuid4().hex[:12],
-            started_at=started.isoformat(),
-            expires_at=(started + timedelta(seconds=ttl)).isoformat(),
+            **{**asdict(base), "expires_at": (started + timedelta(seconds=ttl)).isoformat()}
         )
         content = json.dumps(asdict(info), indent=2) + "\n"
         for attempt in (1, 2):
@@ -145,7 +158,9 @@ class ApplyLock:
                     raise
                 continue
             log.info("lock acquired", cluster=cluster, lock=str(path), run_id=info.run_id)
-            return cls(path, info, ttl)
+            held = cls(path, info, ttl)
+            held._start_renewal()
+            return held
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
@@ -168,7 +183,7 @@ class ApplyLock:
                 f"cluster {cluster} is locked by another apply: {who}; lock file {path}{hint}"
             )
         if not break_lock:
-            raise LockHeldError(
+            raise StaleLockError(
                 f"cluster {cluster} has a stale lock from {who}: {reason}; make sure no apply "
                 f"is running, then re-run with --break-lock (lock file {path})"
             )
@@ -180,16 +195,30 @@ class ApplyLock:
         return True
 
     def refresh(self) -> None:
-        """Push the expiry forward (called after every step)."""
+        """Push the expiry forward (the background renewal does, every ttl/3)."""
+        with self._guard:
+            if self._stopped.is_set() and self._renewer is not None:
+                return  # released
+            current = self._current()
+            if current is None or current.run_id != self.info.run_id:
+                raise LockLostError(f"lost the lock {self.path}: it was broken by someone else")
+            expires = _now() + timedelta(seconds=self.ttl)
+            info = LockInfo(**{**asdict(self.info), "expires_at": expires.isoformat()})
+            tmp = self.path.with_name(
+                self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp"
+            )
+            tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+            self.info = info
+
+    def verify(self) -> None:
+        """Raise LockLostError unless the lock file is still this run's (before every step)."""
+        if self.lost is not None:
+            raise LockLostError(self.lost)
         current = self._current()
         if current is None or current.run_id != self.info.run_id:
-            raise LockHeldError(f"lost the lock {self.path}: it was broken by someone else")
-        expires = _now() + timedelta(seconds=self.ttl)
-        info = LockInfo(**{**asdict(self.info), "expires_at": expires.isoformat()})
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
-        self.info = info
+            who = "it is gone" if current is None else f"it is now held by {current.describe()}"
+            raise LockLostError(f"lost the lock {self.path}: {who}")
 
     def _current(self) -> LockInfo | None:
         try:
@@ -198,6 +227,9 @@ class ApplyLock:
             return None
 
     def release(self) -> None:
+        self._stopped.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(timeout=5)
         current = self._current()
         if current is not None and current.run_id == self.info.run_id:
             self.path.unlink(missing_ok=True)

@@ -80,7 +80,7 @@ class AuditLog:
         exit_status: int | None = None,
         detail: str | None = None,
     ) -> None:
-        """``result``: ok | failed | timeout | unreachable."""
+        """``result``: ok | failed | timeout | unreachable | abandoned."""
         entry: dict[str, Any] = {
             "time": _now_iso(),
             "cluster": self.cluster,

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reconciler.apply_lock import ApplyLock
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
 from reconciler.cert_checks import CertFormatError, certificate_expiry
 from reconciler.cluster_verdict import ClusterVerdict, Verdict, cluster_verdict
@@ -26,6 +25,7 @@ from reconciler.errors import DriftError, SpecError, StalePlanError
 from reconciler.executor import Executor, ExecutorOptions
 from reconciler.executor_report import diagnose
 from reconciler.facts import changed_facts
+from reconciler.lock_backend import ClusterLock, acquire_lock, add_lock_arguments
 from reconciler.logging_setup import configure_logging
 from reconciler.observer import ObservationRun, observe_nodes
 from reconciler.plan_io import is_saved_plan, load_plan
@@ -75,6 +75,16 @@ def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (stderr)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) -> None:
     """Flags that tune the executor (`apply` and `watch`)."""
     p.add_argument(
@@ -97,6 +107,14 @@ def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) 
         type=float,
         metavar="SECONDS",
         help="override policy.action_timeout_seconds for asynchronous commands",
+    )
+    p.add_argument(
+        "--max-failed-polls",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="fail an asynchronous step once its node missed N polls in a row, instead of "
+        "polling it until the action timeout (default 5)",
     )
 
 
@@ -283,11 +301,16 @@ def executor_options(args: argparse.Namespace) -> ExecutorOptions:
         poll_interval=args.poll_interval,
         settle_seconds=args.settle_seconds,
         action_timeout=args.action_timeout,
+        max_failed_polls=args.max_failed_polls,
     )
 
 
 async def _apply(
-    loaded: LoadedSpec, args: argparse.Namespace, saved: Plan | None, lock: ApplyLock
+    loaded: LoadedSpec,
+    args: argparse.Namespace,
+    saved: Plan | None,
+    lock: ClusterLock,
+    state_dir: Path,
 ) -> int:
     spec = loaded.spec
     preload_driver()  # for the database check that proves convergence at the end
@@ -315,7 +338,6 @@ async def _apply(
             if saved is None and not _confirm(the_plan, args):
                 _out("Apply cancelled; nothing was changed.")
                 return EXIT_ERROR
-            state_dir = lock.path.parent
             run_id = lock.info.run_id
             stop = asyncio.Event()
             executor = Executor(
@@ -334,9 +356,16 @@ async def _apply(
             with _stop_on_signals(stop):
                 result = await executor.execute(the_plan)
             if result.stopped and result.error is None:
+                left = [r for r in result.records if r.outcome == "abandoned"]
+                running = "; ".join(f"`{r.step.command}` on {r.step.node}" for r in left)
                 _out(
-                    f"Stopped by a signal after {len(result.done)} step(s); the running step "
-                    "finished and the lock is released. Run apply again to continue."
+                    f"Stopped by a signal after {len(result.done)} step(s); "
+                    + (
+                        f"still running on the node (not waited for): {running}; "
+                        if left
+                        else "the running step finished; "
+                    )
+                    + "the lock is released. Run apply again to continue."
                 )
                 return EXIT_ERROR
             if result.error is not None:
@@ -452,8 +481,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     else:
         loaded = _load(args.target)
     state_dir = args.state_dir or (loaded.base_dir / STATE_DIR_NAME)
-    with ApplyLock.acquire(state_dir, loaded.spec.cluster, break_lock=args.break_lock) as lock:
-        return asyncio.run(_apply(loaded, args, saved, lock))
+    with acquire_lock(
+        args.lock,
+        state_dir=state_dir,
+        cluster=loaded.spec.cluster,
+        break_lock=args.break_lock,
+        timeout=args.lock_timeout,
+    ) as lock:
+        return asyncio.run(_apply(loaded, args, saved, lock, state_dir))
 
 
 # ----------------------------------------------------------------------- register
@@ -484,6 +519,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--break-lock", action="store_true", help="break a stale lock (never a live one)"
     )
+    add_lock_arguments(p)
     add_executor_arguments(p, poll_interval=0.5)
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_apply)

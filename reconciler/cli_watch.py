@@ -24,6 +24,7 @@ from reconciler.backoff import BackoffPolicy
 from reconciler.cli_live import STATE_DIR_NAME, add_executor_arguments
 from reconciler.errors import ReconcilerError
 from reconciler.executor import ExecutorOptions
+from reconciler.lock_backend import add_lock_arguments, parse_lock_url
 from reconciler.logging_setup import configure_logging
 from reconciler.watch_decision import Mode
 from reconciler.watch_loop import WatchConfig
@@ -51,6 +52,8 @@ class WatchOptions:
     healthz_max_age: float | None = None
     executor_options: ExecutorOptions = field(default_factory=ExecutorOptions)
     ssh_timeout: float | None = None
+    lock_url: str | None = None
+    lock_timeout: float = 0.0
 
     @property
     def stale_after(self) -> float:
@@ -77,6 +80,8 @@ async def run_watch(options: WatchOptions) -> int:
             ssh_limit=ssh_limit,
             executor_options=options.executor_options,
             ssh_timeout=options.ssh_timeout,
+            lock_url=options.lock_url,
+            lock_timeout=options.lock_timeout,
         )
 
     supervisor = WatchSupervisor(
@@ -234,6 +239,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
     )
     add_executor_arguments(p, poll_interval=1.0)
+    add_lock_arguments(p)
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug logs")
 
 
@@ -263,8 +269,11 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
             poll_interval=args.poll_interval,
             settle_seconds=args.settle_seconds,
             action_timeout=args.action_timeout,
+            max_failed_polls=args.max_failed_polls,
         ),
         ssh_timeout=args.timeout,
+        lock_url=parse_lock_url(args.lock).raw,  # a bad URL fails at start, not each cycle
+        lock_timeout=args.lock_timeout,
     )
 
 

@@ -7,6 +7,8 @@ ReconcilerError
 ├── DriftError                a step's facts changed just before it ran (executor stops)
 ├── StepFailedError           a step ran but failed or did not reach its expected outcome
 ├── LockHeldError             another apply holds the cluster lock
+│   ├── StaleLockError        a dead holder's file lock: needs --break-lock
+│   └── LockLostError         this run no longer holds its lock (stops before the next step)
 └── TransportError            talking to a node failed
     ├── UnreachableError      connect refused / timed out          (retryable)
     ├── CommandTimeoutError   a command or poll timed out           (retryable)
@@ -59,8 +61,27 @@ class StepFailedError(ReconcilerError):
         self.retryable = retryable
 
 
+class StepAbandonedError(ReconcilerError):
+    """A stop was requested while an asynchronous command was polled: the wait was given up;
+    the command keeps running on the node."""
+
+    def __init__(self, message: str, *, node: str, step_id: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.step_id = step_id
+
+
 class LockHeldError(ReconcilerError):
     pass
+
+
+class StaleLockError(LockHeldError):
+    """A file lock whose holder is gone or expired: refused until ``--break-lock``."""
+
+
+class LockLostError(LockHeldError):
+    """The lock this run held was lost (lease expired, key deleted, session ended, file
+    replaced): no further step may start. Not retryable."""
 
 
 class TransportError(ReconcilerError):

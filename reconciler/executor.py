@@ -37,13 +37,13 @@ nothing further starts; steps already running on other nodes finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
 
-from reconciler.apply_lock import ApplyLock
 from reconciler.audit_log import AuditLog, Journal
 from reconciler.cluster_view import build_view
 from reconciler.errors import (
@@ -51,10 +51,12 @@ from reconciler.errors import (
     CommandTimeoutError,
     DriftError,
     ReconcilerError,
+    StepAbandonedError,
     StepFailedError,
     TransportError,
 )
 from reconciler.facts import FILE_PREFIX, changed_facts
+from reconciler.lock_backend import ClusterLock
 from reconciler.observer import merge_observations, observe_nodes
 from reconciler.plan_model import ASYNC_ACTIONS, Action, Fact, Plan, Step
 from reconciler.snapshot_model import NodeObservation, Observed
@@ -76,12 +78,15 @@ class ExecutorOptions:
     poll_interval: float = 0.5  # the longest wait between two polls (they start at 0.05 s)
     settle_seconds: float = 30.0
     action_timeout: float | None = None  # default: policy.action_timeout_seconds
+    # polls in a row that may fail (the node does not answer) while an asynchronous command
+    # runs, before the step fails instead of waiting for action_timeout
+    max_failed_polls: int = 5
 
 
 @dataclass
 class StepRecord:
     step: Step
-    outcome: str  # done | failed | drift
+    outcome: str  # done | failed | drift | abandoned (stopped while its command ran)
     seconds: float
     detail: str = ""
 
@@ -141,6 +146,9 @@ class _Backoff:
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.delay)
+        self.advance()
+
+    def advance(self) -> None:
         if time.monotonic() >= self.fast_until:
             self.delay = min(self.delay * self.FACTOR, self.ceiling)
 
@@ -306,7 +314,7 @@ class Executor:
         observed: Observed,
         audit: AuditLog,
         journal: Journal,
-        lock: ApplyLock | None = None,
+        lock: ClusterLock | None = None,
         options: ExecutorOptions | None = None,
         progress: Callable[[str], None] | None = None,
         stop: asyncio.Event | None = None,
@@ -396,6 +404,8 @@ class Executor:
                 self._progress(f"stop requested: {step.id} and later steps not started")
             self._result.stopped = True
             return
+        if self.lock is not None:
+            self.lock.verify()  # LockLostError: stop before this step (the lock's backend)
         started = time.monotonic()
         label = step.command or f"upload {step.upload.remote_name if step.upload else '?'}"
         self._progress(f"[{step.id}] {step.node}: {label} ...")
@@ -407,11 +417,24 @@ class Executor:
         except (StepFailedError, TransportError) as exc:
             self._fail(step, exc, "failed", started)
             return
+        except StepAbandonedError as exc:
+            seconds = time.monotonic() - started
+            self._result.records.append(StepRecord(step, "abandoned", seconds, str(exc)))
+            self.audit.record(
+                node=step.node,
+                command=step.command or "",
+                result="abandoned",
+                duration=seconds,
+                step=step.id,
+                exit_status=None,
+                detail=str(exc),
+            )
+            self._result.stopped = True
+            self._progress(f"[{step.id}] {step.node}: STOPPED: {exc}")
+            return
         seconds = time.monotonic() - started
         self._result.records.append(StepRecord(step, "done", seconds))
         self._progress(f"[{step.id}] {step.node}: done ({seconds:.1f}s)")
-        if self.lock is not None:
-            self.lock.refresh()
 
     def _fail(self, step: Step, exc: ReconcilerError, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
@@ -788,12 +811,23 @@ class Executor:
         target = target_for(self.spec, step.node)
         deadline = time.monotonic() + self.action_timeout
         backoff = _Backoff(self.options.poll_interval)
+        failed = 0  # polls in a row at which the node did not answer
         while True:
             ahead = self._lookahead_nodes(step)  # the next steps' other inputs may finish
             counts = {name: self._counts(name) for name in ahead}
-            fresh = await self._reobserve([step.node, *ahead])
+            fresh = await self._unless_stopped(step, self._reobserve([step.node, *ahead]))
             self._record_lookahead(ahead, fresh, counts)
             obs = fresh.get(step.node)
+            failed = 0 if obs.reachable else failed + 1
+            if failed >= self.options.max_failed_polls:
+                raise StepFailedError(
+                    f"{step.node} stopped answering while `{step.command}` was running "
+                    f"({failed} polls in a row failed: {obs.why_not}); the command may still "
+                    "be running on the node",
+                    node=step.node,
+                    step_id=step.id,
+                    retryable=True,
+                )
             last = obs.status.last_command if obs.status is not None and obs.reachable else None
             if last is not None and same_command(last.command, step.command):
                 if last.result is CommandResult.SUCCESS:
@@ -813,7 +847,44 @@ class Executor:
                     step_id=step.id,
                     retryable=True,
                 )
+            await self._sleep_unless_stopped(step, backoff)
+
+    def _abandoned(self, step: Step) -> StepAbandonedError:
+        return StepAbandonedError(
+            f"stopped while `{step.command}` was running on {step.node}: the command keeps "
+            "running on the node (a later run waits for it and checks its result)",
+            node=step.node,
+            step_id=step.id,
+        )
+
+    async def _unless_stopped(self, step: Step, poll: Awaitable[Observed]) -> Observed:
+        """One poll round, given up as soon as a stop is requested (a node that hangs must
+        not keep a stopped apply waiting)."""
+        if self.stop is None:
+            return await poll
+        reading = asyncio.ensure_future(poll)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if reading.done():
+            return reading.result()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ReconcilerError):
+            await reading
+        raise self._abandoned(step)
+
+    async def _sleep_unless_stopped(self, step: Step, backoff: _Backoff) -> None:
+        """The poll delay, cut short by a stop request: then the wait is given up."""
+        if self.stop is None:
             await backoff.sleep()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=backoff.delay)
+        backoff.advance()
+        if self.stop.is_set():
+            raise self._abandoned(step)
 
     async def _check_outcome(self, step: Step, shown: NodeObservation | None) -> None:
         """``shown``: the observation :meth:`_wait_for_result` just read (after the

@@ -429,7 +429,17 @@ class PlanContext:
         if not client:
             self.add_member(self.node_view(key).address)
 
-    def add_remove(self, key: str, procedure: str, reason: str, expect: str) -> None:
+    def add_remove(
+        self,
+        key: str,
+        procedure: str,
+        reason: str,
+        expect: str,
+        because: tuple[Pair, ...] = (),
+    ) -> None:
+        """``because``: the facts that are the step's *reason* (beside the role, master and
+        sync it needs): when one has changed by the time it would run, the step is not
+        run but re-planned (another apply may have dealt with it)."""
         nv = self.node_view(key)
         address = nv.address
         was_master = self.master is not None and normalize_address(self.master) == (
@@ -449,7 +459,13 @@ class PlanContext:
                 command="database cluster remove",
                 reason=reason,
                 expect=expect,
-                relies=(*self._base(key), (key, "role"), (key, "master"), *member_facts),
+                relies=(
+                    *self._base(key),
+                    (key, "role"),
+                    (key, "master"),
+                    *member_facts,
+                    *because,
+                ),
                 touches=touches,
                 destructive=True,
                 confirm=True,
@@ -500,11 +516,13 @@ def schema_repair(ctx: PlanContext, nv: NodeView) -> None:
 
 def rejoin(ctx: PlanContext, key: str, why: list[str], *, client: bool = False) -> None:
     """Rotation of a replica's (or client's) interface/certificates: remove, prepare, join."""
+    files = tuple((key, f"file:{lf.remote_name}") for _, lf in ctx.uploads_needed(key))
     ctx.add_remove(
         key,
         REJOIN,
         reason=f"{key} must leave the cluster to change: {'; '.join(why)}",
         expect=f"{key} is not clustered; its interface and certificate names are kept",
+        because=((key, "interface"), (key, "certs"), *files),
     )
     ctx.prepare(key, REJOIN)
     ctx.add_join(key, REJOIN, client=client)
@@ -529,6 +547,7 @@ def master_move(ctx: PlanContext, master: NodeView, target: NodeView) -> None:
             reason=f"master move to {target.key} (A4): {nv.key} leaves{gone} so that only "
             f"{master.key} and {target.key} remain",
             expect=f"{nv.key} is not clustered; {master.key} is still master",
+            because=((master.key, "role"), (target.key, "sync")),
         )
         if nv.in_spec:
             ctx.prepare(nv.key, REJOIN)

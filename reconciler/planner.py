@@ -118,6 +118,23 @@ def plan(
         _describe_minority(ctx)
         ctx.block(None, NO_MASTER_ADVICE)
         return _finish(ctx)
+    unusable = [
+        nv.key
+        for nv in view.nodes
+        if nv.observation.unreadable is not None or (nv.reachable and nv.gaps)
+    ]
+    if view.master is None and unusable:
+        # No master is seen, but a view that cannot be read may hide a cluster (one with
+        # no master, where nothing may be done): nothing at all is planned.
+        ctx.drift.append("whether a cluster exists is unknown")
+        ctx.block(
+            None,
+            "no master is seen, but "
+            + ", ".join(unusable)
+            + " cannot be read whole: whether a cluster exists is unknown, so nothing is "
+            "planned (no `initialize`, no preparation) until every view can be read",
+        )
+        return _finish(ctx)
     _describe_drift(ctx)
     _describe_minority(ctx)
     _uploads(ctx)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import structlog
 
-from reconciler.apply_lock import ApplyLock
 from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
 from reconciler.bounded_transport import BoundedTransport
 from reconciler.cert_checks import CertFormatError, certificate_expiry
@@ -26,8 +25,10 @@ from reconciler.cli_live import STATE_DIR_NAME
 from reconciler.cluster_verdict import cluster_verdict
 from reconciler.errors import DriftError, LockHeldError, ReconcilerError
 from reconciler.executor import Executor, ExecutorOptions
+from reconciler.facts import changed_facts
 from reconciler.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
-from reconciler.observer import observe_cluster
+from reconciler.lock_backend import acquire_lock
+from reconciler.observer import observe_cluster, observe_nodes
 from reconciler.plan_model import LocalFile, Plan, Step
 from reconciler.planner import plan as make_plan
 from reconciler.snapshot_model import Observed
@@ -59,6 +60,8 @@ class LiveClusterRunner:
     executor_options: ExecutorOptions = field(default_factory=ExecutorOptions)
     ssh_timeout: float | None = None
     transport_max_age: float = 900.0  # reconnect at least this often (seconds)
+    lock_url: str | None = None  # --lock / $RECONCILE_LOCK; None: file: in the state dir
+    lock_timeout: float = 0.0  # --lock-timeout: wait this long for a held lock
     _local_files: dict[str, dict[str, LocalFile]] = field(default_factory=dict)
     _transport: Transport | None = None
     _transport_digest: str | None = None
@@ -161,25 +164,49 @@ class LiveClusterRunner:
         run_id = uuid.uuid4().hex[:12]
         state_dir = self.state_dir_for(revision)
         try:
-            lock = ApplyLock.acquire(state_dir, cluster, run_id=run_id)
+            # In a thread: a --lock-timeout wait (or a slow lock server) must not block the loop.
+            lock = await asyncio.to_thread(
+                acquire_lock,
+                self.lock_url,
+                state_dir=state_dir,
+                cluster=cluster,
+                run_id=run_id,
+                timeout=self.lock_timeout,
+            )
         except LockHeldError as exc:
             return ApplyOutcome(applied=0, failed=0, error=str(exc), lock_held=True)
         result = None
         stopped = False
         try:
             transport = await self.transport(revision)
+            # The cycle planned from an observation taken before the lock: the whole plan is
+            # checked against one taken under it (another apply may have acted in between).
+            spec = revision.loaded.spec
+            fresh = (await observe_nodes(spec, transport, with_files=True)).observed
+            changed = changed_facts(spec, fresh, [f for s in steps for f in s.depends_on])
+            if changed:
+                what = "; ".join(
+                    f"{fact.node} {fact.key} was {fact.value!r}, is {now!r}"
+                    for fact, now in changed
+                )
+                log.info("plan stale under the lock", cluster=cluster, changed=what)
+                return ApplyOutcome(
+                    applied=0,
+                    failed=0,
+                    error=f"the cluster changed before the lock was taken ({what}): re-planned",
+                    drift=True,
+                )
             executor = Executor(
-                revision.loaded.spec,
+                spec,
                 transport,
-                observed=observed,
+                observed=fresh,
                 audit=AuditLog(audit_path(state_dir, cluster), cluster, run_id),
                 journal=Journal(journal_path(state_dir, cluster), cluster, run_id),
                 lock=lock,
                 options=self.executor_options,
                 progress=lambda line: log.info("apply", cluster=cluster, detail=line),
                 stop=stop,
-                # not observed_fresh: the cycle observed before taking the lock, so an
-                # apply that ran in between is only seen by the per-step re-reads
+                observed_fresh=True,  # read under the lock, just now
             )
             # Once `stop` is set the executor starts no further step; running ones finish.
             result = await executor.execute(plan.model_copy(update={"steps": steps}))

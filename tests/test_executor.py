@@ -125,6 +125,8 @@ class Harness:
         self.audit = AuditLog(audit_path(state, spec.cluster), cluster=spec.cluster, run_id=run_id)
         self.journal = Journal(journal_path(state, spec.cluster), spec.cluster, run_id)
         self.lines: list[str] = []
+        self.options = FAST
+        self.stop: asyncio.Event | None = None
 
     async def execute(self, the_plan: Plan) -> ExecutionResult:
         executor = Executor(
@@ -133,7 +135,8 @@ class Harness:
             observed=observe(self.cluster.world),
             audit=self.audit,
             journal=self.journal,
-            options=FAST,
+            options=self.options,
+            stop=self.stop,
             progress=self.lines.append,
             observed_fresh=self.observed_fresh,
         )
@@ -221,6 +224,60 @@ async def test_async_failure_stops_and_diagnoses(
     assert "sfpool[12]: Health check" in text and "postgres[14]" in text
     assert "sshd" not in text
     assert diagnosis.port_check is not None and diagnosis.port_check.address == "127.0.20.1"
+
+
+@dataclass
+class DiesAfterJoin(FakeCluster):
+    """n2 accepts its `join`, then stops answering (powered off while the command runs)."""
+
+    def execute(self, key: str, command: str, stdin: str | None) -> str:
+        out = super().execute(key, command, stdin)
+        if key == "n2" and command.startswith("database cluster join"):
+            self.world = self.world.with_node(replace(self.world.node("n2"), up=False))
+        return out
+
+
+async def test_a_node_that_stops_answering_fails_its_step_after_bounded_polls(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    cluster = DiesAfterJoin(fresh_world(3), async_polls=1000)
+    h = Harness(spec, cluster, tmp_path)
+    h.options = replace(FAST, action_timeout=86400.0, max_failed_polls=3)
+    result = await h.execute(replan(spec, cluster.world, files))
+    assert isinstance(result.error, StepFailedError)
+    assert result.error.retryable
+    text = str(result.error)
+    assert "n2 stopped answering while `database cluster join 127.0.20.1` was running" in text
+    assert "3 polls in a row failed" in text and "may still be running" in text
+    assert ("n3", "database cluster join 127.0.20.1") not in cluster.commands
+
+
+async def test_a_stop_while_a_command_is_polled_gives_up_the_wait(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    spec = make_spec(3)
+    stop = asyncio.Event()
+
+    def stop_at_initialize(world: World, key: str, command: str) -> World:
+        if command == "database cluster initialize":
+            stop.set()  # SIGTERM arrives while the command runs
+        return world
+
+    cluster = FakeCluster(fresh_world(3), async_polls=1000, before_command=stop_at_initialize)
+    h = Harness(spec, cluster, tmp_path)
+    h.options = replace(FAST, action_timeout=86400.0)
+    h.stop = stop
+    result = await asyncio.wait_for(h.execute(replan(spec, cluster.world, files)), timeout=30)
+    assert result.stopped and result.error is None
+    (abandoned,) = [r for r in result.records if r.outcome == "abandoned"]
+    assert abandoned.step.command == "database cluster initialize"
+    assert "keeps running on the node" in abandoned.detail
+    assert cluster.world.node("n1").running == "database cluster initialize"
+    assert not [c for _, c in cluster.commands if c.startswith("database cluster join")]
+    audit = [e for e in h.audit.entries() if e["result"] == "abandoned"]
+    assert [e["command"] for e in audit] == ["database cluster initialize"]
+    assert any("STOPPED" in line for line in h.lines)
 
 
 async def test_refused_command_is_audited_and_stops(
@@ -318,7 +375,7 @@ async def test_unreachable_node_is_held_back_and_the_rest_converges(
     assert set(cluster.world.membership) == {f"127.0.20.{i}" for i in range(1, 5)}
 
 
-async def test_stop_requested_lets_the_running_step_finish_and_starts_nothing_new(
+async def test_stop_requested_gives_up_the_running_wait_and_starts_nothing_new(
     tmp_path: Path, files: dict[str, LocalFile]
 ) -> None:
     spec = make_spec(3)
@@ -344,11 +401,15 @@ async def test_stop_requested_lets_the_running_step_finish_and_starts_nothing_ne
     )
     result = await executor.execute(the_plan)
     assert result.ok and result.stopped
-    done = {r.step.action for r in result.records}
-    assert Action.INITIALIZE in done  # the running step finished
-    assert Action.JOIN not in done  # nothing started after the stop
-    assert cluster.world.master == "127.0.20.1"
+    outcomes = {r.step.action: r.outcome for r in result.records}
+    assert outcomes[Action.INITIALIZE] == "abandoned"  # not waited for: it runs on
+    assert Action.JOIN not in outcomes  # nothing started after the stop
     assert any("stop requested" in line for line in h.lines)
+    busy = replan(spec, cluster.world, files)  # n1 is busy: a later run waits for it
+    assert not {Action.INITIALIZE, Action.JOIN} & {s.action for s in busy.steps}
+    for _ in range(3):  # the node finishes the command on its own
+        cluster.status_text("n1")
+    assert cluster.world.master == "127.0.20.1"
     rest = replan(spec, cluster.world, files)  # a later run picks up the rest
     assert [s.action for s in rest.steps if s.action is Action.JOIN] == [Action.JOIN] * 2
 
@@ -538,7 +599,7 @@ async def test_an_error_no_step_handles_propagates_as_itself(
     tmp_path: Path, files: dict[str, LocalFile]
 ) -> None:
     class LostLock:
-        def refresh(self) -> None:
+        def verify(self) -> None:  # checked before every step: nothing may start
             raise LockHeldError("lost the lock: it was broken by someone else")
 
     spec = make_spec(3)

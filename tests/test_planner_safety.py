@@ -16,6 +16,7 @@ from scenario_helpers import (
 )
 
 from reconciler.cluster_view import build_view
+from reconciler.facts import changed_facts
 from reconciler.plan_model import Action, Plan
 from reconciler.planner import plan
 from reconciler.simulation import SCHEMA_ERROR, SimNode, World, apply_step, observe, settle
@@ -177,6 +178,21 @@ def test_clustered_replica_changes_only_by_rejoin_rotation() -> None:
         ("n2", Action.CERTS, "rejoin"),
         ("n2", Action.JOIN, "rejoin"),
     ]
+
+
+def test_a_rotation_remove_whose_reason_was_dealt_with_is_not_run() -> None:
+    # The remove rests on the facts that made it necessary, not only on role and sync:
+    # once another apply has rotated n2, the saved step no longer matches and is re-planned.
+    w = healthy()
+    w = w.with_node(replace(w.node("n2"), certs=("x.key", *DB_CERTS[1:])))
+    spec = spec_of()
+    remove = plan(spec, observe(w)).steps[0]
+    assert remove.action is Action.REMOVE
+    assert ("n2", "certs") in {(f.node, f.key) for f in remove.depends_on}
+    rotated = healthy()  # the same cluster after the other apply's rotation of n2
+    changed = changed_facts(spec, observe(rotated), remove.depends_on)
+    assert [(f.node, f.key) for f, _ in changed] == [("n2", "certs")]
+    assert plan(spec, observe(rotated)).steps == ()
 
 
 @SETTINGS
