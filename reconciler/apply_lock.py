@@ -22,12 +22,11 @@ import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 
 import structlog
 
 from reconciler.errors import LockHeldError, LockLostError, StaleLockError
-from reconciler.lock_backend import LockInfo
+from reconciler.lock_backend import LockInfo, ReleasedOnExit
 
 __all__ = ["DEFAULT_TTL_SECONDS", "ApplyLock", "LockInfo", "lock_path", "read_lock", "stale_reason"]
 
@@ -95,7 +94,7 @@ def stale_reason(info: LockInfo, now: datetime | None = None) -> str | None:
     return None
 
 
-class ApplyLock:
+class ApplyLock(ReleasedOnExit):
     """A held lock; release it with :meth:`release` or use it as a context manager."""
 
     def __init__(self, path: Path, info: LockInfo, ttl: float) -> None:
@@ -234,14 +233,3 @@ class ApplyLock:
         if current is not None and current.run_id == self.info.run_id:
             self.path.unlink(missing_ok=True)
             log.info("lock released", lock=str(self.path), run_id=self.info.run_id)
-
-    def __enter__(self) -> ApplyLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()

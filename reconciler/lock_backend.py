@@ -131,6 +131,25 @@ class ClusterLock(Protocol):
     ) -> None: ...
 
 
+class ReleasedOnExit:
+    """``with lock:`` releases it: the context manager every backend shares."""
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None:
+        self.release()
+
+
 # ----------------------------------------------------------------------------- URLs
 @dataclass(frozen=True)
 class LockUrl:

@@ -24,7 +24,6 @@ import os
 import threading
 import time
 from dataclasses import asdict
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -37,6 +36,7 @@ from reconciler.lock_backend import (
     TOKEN_ENV,
     LockInfo,
     LockUrl,
+    ReleasedOnExit,
 )
 
 log = structlog.get_logger(__name__)
@@ -90,7 +90,7 @@ class EtcdClient:
         self._http.close()
 
 
-class EtcdLock:
+class EtcdLock(ReleasedOnExit):
     """A held etcd lock (see the module docstring)."""
 
     def __init__(
@@ -220,18 +220,6 @@ class EtcdLock:
         with_suppressed_revoke(self.client, self.lease)  # deletes the key with its lease
         self.client.close()
         log.info("lock released", lock=self.backend, run_id=self.info.run_id)
-
-    def __enter__(self) -> EtcdLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
 
 def with_suppressed_revoke(client: EtcdClient, lease: str) -> None:

@@ -23,14 +23,19 @@ import json
 import os
 import threading
 from dataclasses import asdict
-from types import TracebackType
 from typing import Any
 
 import psycopg
 import structlog
 
 from reconciler.errors import LockHeldError, LockLostError, ReconcilerError
-from reconciler.lock_backend import NOTHING_TO_BREAK, PASSWORD_ENV, LockInfo, LockUrl
+from reconciler.lock_backend import (
+    NOTHING_TO_BREAK,
+    PASSWORD_ENV,
+    LockInfo,
+    LockUrl,
+    ReleasedOnExit,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -86,7 +91,7 @@ def _connect(url: LockUrl, info: LockInfo, ttl: float) -> psycopg.Connection[Any
     return conn
 
 
-class PostgresLock:
+class PostgresLock(ReleasedOnExit):
     """A held PostgreSQL advisory lock (see the module docstring)."""
 
     def __init__(
@@ -201,18 +206,6 @@ class PostgresLock:
         finally:
             self.conn.close()  # ends the session: the lock goes with it in any case
         log.info("lock released", lock=self.backend, run_id=self.info.run_id)
-
-    def __enter__(self) -> PostgresLock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-        /,
-    ) -> None:
-        self.release()
 
 
 def _record(conn: psycopg.Connection[Any], cluster: str, info: LockInfo) -> None:

@@ -7,6 +7,7 @@ is skipped: a missing etcd or PostgreSQL fails the test (`.ci/run` installs both
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import signal
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -45,6 +46,7 @@ from reconciler.simulation import SimNode, World, observe
 from reconciler.spec_model import ClusterSpec
 
 ETCD_HOST = "127.0.41.21"
+ETCD_STOPPED_HOST = "127.0.41.24"
 PG_HOST = "127.0.41.22"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 TTL = 2.0
@@ -289,9 +291,10 @@ def test_durations() -> None:
 
 
 # ------------------------------------------------------------------- the executor stops
-async def test_executor_stops_before_the_next_step_once_the_etcd_lock_is_lost(
-    etcd_url: str, tmp_path: Path
+async def _apply_losing_the_lock(
+    lock: ClusterLock, tmp_path: Path, lose: Callable[[], None], message: str
 ) -> None:
+    """Run a fresh build with ``lock``; ``lose()`` after the first step: no step may start."""
     nodes = [{"name": f"n{i}", "address": f"127.0.20.{i}"} for i in (1, 2, 3)]
     spec = ClusterSpec.model_validate(spec_dict(nodes, "n1"))
     files: dict[str, LocalFile] = {}
@@ -308,10 +311,6 @@ async def test_executor_stops_before_the_next_step_once_the_etcd_lock_is_lost(
         nodes=tuple(SimNode(key=n["name"], address=n["address"], files=()) for n in nodes)
     )
     cluster = FakeCluster(world)
-    lock = _acquire(etcd_url, tmp_path)
-    assert isinstance(lock, EtcdLock)
-    base = "http://" + etcd_url.removeprefix("etcd://").split("/")[0]
-    key = base64.b64encode(lock.key.encode()).decode()
     lines: list[str] = []
     after_loss: list[str] = []
 
@@ -320,7 +319,7 @@ async def test_executor_stops_before_the_next_step_once_the_etcd_lock_is_lost(
             after_loss.append(line)
         lines.append(line)
         if ": done" in line and len([s for s in lines if ": done" in s]) == 1:
-            httpx.post(f"{base}/v3/kv/deleterange", content=json.dumps({"key": key}))
+            lose()
 
     the_plan = plan(spec, observe(world), files)
     assert len(the_plan.steps) > 3
@@ -335,9 +334,31 @@ async def test_executor_stops_before_the_next_step_once_the_etcd_lock_is_lost(
         progress=progress,
     )
     try:
-        with pytest.raises(LockLostError, match="its key is gone"):
+        with pytest.raises(LockLostError, match=message):
             await executor.execute(the_plan)
     finally:
         lock.release()
     started_after = [line for line in after_loss if line.endswith(" ...")]
     assert started_after == [], after_loss  # no step started once the lock was gone
+
+
+async def test_executor_stops_before_the_next_step_once_the_etcd_lock_is_lost(
+    etcd_url: str, tmp_path: Path
+) -> None:
+    lock = _acquire(etcd_url, tmp_path)
+    assert isinstance(lock, EtcdLock)
+    base = "http://" + etcd_url.removeprefix("etcd://").split("/")[0]
+    key = base64.b64encode(lock.key.encode()).decode()
+
+    def delete_key() -> None:
+        httpx.post(f"{base}/v3/kv/deleterange", content=json.dumps({"key": key}))
+
+    await _apply_losing_the_lock(lock, tmp_path, delete_key, "its key is gone")
+
+
+async def test_executor_stops_before_the_next_step_when_etcd_stops(tmp_path: Path) -> None:
+    # etcd itself goes away mid-apply (its own server, not the shared one).
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(running_etcd(tmp_path, ETCD_STOPPED_HOST))
+        lock = _acquire(url, tmp_path / "state")
+        await _apply_losing_the_lock(lock, tmp_path, stack.close, "cannot verify the lock")

@@ -8,6 +8,7 @@ replica, and that node's database was destroyed (issue 9).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,12 +18,13 @@ import pytest
 from e2e.lab_harness import E2ELab, lab_fixture
 from servers import running_etcd, running_postgres
 
-from e2e_watch.watch_harness import WatchProcess, is_cycle
+from e2e_watch.watch_harness import N1, WatchProcess, is_cycle, move_master_away
 from reconciler.lock_backend import acquire_lock
 
 pytestmark = pytest.mark.lab
 LAB_BASE = "127.0.43.1"
 LOCK_HOST = "127.0.44.1"
+STOPPED_HOST = "127.0.44.2"
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +95,59 @@ def test_two_watchers_with_a_shared_lock_only_one_acts(
     held = [str(e["detail"]) for e in events if e["event"] == "apply skipped: lock held"]
     assert all(backend in d for d in held), held  # every refusal names the backend
     assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
+
+
+def test_a_holder_killed_mid_apply_is_taken_over_once_its_lock_expires(
+    lab: E2ELab, lock_url: str, tmp_path: Path
+) -> None:
+    spec = lab.spec(3, name="two-writers.yaml", policy={"allow_master_move": True})
+    assert lab.apply(spec).code == 0
+    move_master_away(lab)  # drift: the master move back is several steps
+    common = ("--mode", "heal", "--interval", "2", "--lock", lock_url)
+    first = WatchProcess(lab, spec, *common, "--state-dir", str(tmp_path / "host-a"))
+    with first:
+        first.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+        first.proc.kill()  # SIGKILL: no release; the lease / session must end it
+        first.proc.wait(30)
+        killed = time.monotonic()
+    second = WatchProcess(lab, spec, *common, "--state-dir", str(tmp_path / "host-b"))
+    with second:
+        second.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+        took_over = time.monotonic()
+        second.wait_for(is_cycle("converged"), 300)
+    print(f"took over {took_over - killed:.1f} s after SIGKILL ({lock_url.split(':')[0]})")
+    assert lab.rows()[N1]["role"] == "master"
+    assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
+
+
+def test_the_lock_server_stopped_mid_apply_stops_the_apply_before_its_next_step(
+    lab: E2ELab, lock_url: str, tmp_path: Path
+) -> None:
+    spec = lab.spec(3, name="two-writers.yaml", policy={"allow_master_move": True})
+    assert lab.apply(spec).code == 0
+    move_master_away(lab)  # drift: the master move back is several steps
+    with contextlib.ExitStack() as server:  # a lock server of the same kind, for this test
+        if lock_url.startswith("etcd"):
+            url = server.enter_context(running_etcd(tmp_path, STOPPED_HOST, "/cms-reconciler"))
+        else:
+            url = server.enter_context(running_postgres(STOPPED_HOST))
+        w = WatchProcess(lab, spec, "--mode", "heal", "--interval", "2", "--lock", url,
+                         "--state-dir", str(tmp_path / "host"))  # fmt: skip
+        with w:
+            w.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+            server.close()  # the lock server goes away while the apply runs
+            failed = w.wait_for(lambda e: e["event"] == "apply failed", 120)
+            mark = w.mark()
+            time.sleep(3)  # a few more cycles without a lock server
+            later = w.events()[mark:]
+        started = [e for e in w.events() if e["event"] == "apply" and e["detail"].endswith(" ...")]
+    assert "lock" in str(failed["error"]), failed  # it says why
+    assert not [e for e in later if e["event"] == "apply" and e["detail"].endswith(" ...")]
+    # every step that started, started before the loss was noticed
+    assert started and all(e["timestamp"] <= failed["timestamp"] for e in started), started
+    # Leave the lab converged for the next test (no lock server needed for a plain apply).
+    lab.wait_for(
+        lambda rows: all(r["last_result"] != "In progress" for r in rows.values()),
+        what="no command in progress",
+    )
+    assert lab.apply(spec).code == 0

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from e2e.lab_harness import E2ELab, lab_fixture
 
-from e2e_watch.watch_harness import WatchProcess, is_cycle
+from e2e_watch.watch_harness import N1, N2, N3, WatchProcess, is_cycle, move_master_away
 
 pytestmark = pytest.mark.lab
 LAB_BASE = "127.0.40.1"
-N1, N2, N3 = "cms-lab-1", "cms-lab-2", "cms-lab-3"
 SPEC_NAME = "watch.yaml"
 
 
@@ -31,14 +30,6 @@ def spec_path(lab: E2ELab) -> Path:
 
 def write_spec(lab: E2ELab, nodes: int = 3, **policy: Any) -> Path:
     return lab.spec(nodes, policy=policy or {"allow_master_move": True}, name=SPEC_NAME)
-
-
-def move_master_away(lab: E2ELab) -> None:
-    """Kill cms-lab-1 (the master), let another node win, bring cms-lab-1 back as a replica."""
-    lab.fault(N1, "kill")
-    lab.wait_for(lambda r: "master" in (r[N2]["role"], r[N3]["role"]), what="election")
-    lab.fault(N1, "revive")
-    lab.wait_for(lambda r: r[N1]["role"] == "replica", what="old master back as replica")
 
 
 def converged_spec(lab: E2ELab, **policy: Any) -> Path:

@@ -19,6 +19,7 @@ from e2e.lab_harness import REPO, E2ELab
 from prometheus_client.parser import text_string_to_metric_families
 
 Event = dict[str, Any]
+N1, N2, N3 = "cms-lab-1", "cms-lab-2", "cms-lab-3"
 
 
 class WatchProcess:
@@ -143,3 +144,11 @@ class WatchProcess:
 
 def is_cycle(verdict: str | None = None) -> Callable[[Event], bool]:
     return lambda e: e["event"].startswith("cycle") and (verdict is None or e["verdict"] == verdict)
+
+
+def move_master_away(lab: E2ELab) -> None:
+    """Kill cms-lab-1 (the master), let another node win, bring cms-lab-1 back as a replica."""
+    lab.fault(N1, "kill")
+    lab.wait_for(lambda r: "master" in (r[N2]["role"], r[N3]["role"]), what="election")
+    lab.fault(N1, "revive")
+    lab.wait_for(lambda r: r[N1]["role"] == "replica", what="old master back as replica")
