@@ -1,5 +1,5 @@
 # make demo: set up and run the main job on the embedded lab.
-# make test: set up and run every check (ruff, mypy --strict, pytest incl. the lab tests).
+# make test: set up and run every check (ruff, the import contract, mypy --strict, pytest incl. the lab tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,6 +21,7 @@ test: $(STAMP) lint typecheck pytest
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict reconciler

@@ -39,15 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import reconciler
-from reconciler.logging_setup import configure_logging
-from reconciler.observer import observe_nodes
-from reconciler.plan_model import ASYNC_ACTIONS, Action, Step
-from reconciler.planner import plan as make_plan
-from reconciler.spec_loader import LoadedSpec, load_spec, read_local_files
-from reconciler.ssh_transport import SshSettings, SshTransport
-from reconciler.status_parser import parse_status
-from reconciler.step_outcome import same_command
-from reconciler.transport import STATUS_COMMAND, NodeSession, node_targets
+from reconciler.apply.step_outcome import same_command
+from reconciler.common.logging_setup import configure_logging
+from reconciler.observe.observer import observe_nodes
+from reconciler.observe.status_parser import parse_status
+from reconciler.plan.model import ASYNC_ACTIONS, Action, Step
+from reconciler.plan.planner import plan as make_plan
+from reconciler.spec.loader import LoadedSpec, load_spec, read_local_files
+from reconciler.transport.interface import STATUS_COMMAND, NodeSession, node_targets
+from reconciler.transport.ssh import SshSettings, SshTransport
 
 from .lab_util import bench_lab, write_spec
 

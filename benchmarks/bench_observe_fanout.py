@@ -18,9 +18,9 @@ import statistics
 import time
 
 from cmslab import cli as lab_cli
-from reconciler.cli_live import gather_status
-from reconciler.logging_setup import configure_logging
-from reconciler.spec_loader import load_spec
+from reconciler.cli.live import gather_status
+from reconciler.common.logging_setup import configure_logging
+from reconciler.spec.loader import load_spec
 
 from .lab_util import bench_lab, write_spec
 

@@ -41,10 +41,10 @@ from cmslab import cleanup, labfiles
 from cmslab.config import LabConfig, LabPaths, make_config
 from cmslab.ports import port_is_free
 from cmslab.scratch import scratch_lab
-from reconciler.cli_watch import DEFAULT_MAX_SSH
-from reconciler.logging_setup import configure_logging
-from reconciler.watch_loop import Revision
-from reconciler.watch_runner import LiveClusterRunner
+from reconciler.cli.watch import DEFAULT_MAX_SSH
+from reconciler.common.logging_setup import configure_logging
+from reconciler.watch.loop import Revision
+from reconciler.watch.runner import LiveClusterRunner
 
 from .lab_util import bench_lab, write_spec
 

@@ -108,7 +108,7 @@ def prove_replication(spec_path: Path, marker: str) -> None:
     """Write on the master, read on every replica, through psycopg with the spec's client cert."""
     import psycopg
 
-    from reconciler.spec_loader import load_spec, resolve_spec_path
+    from reconciler.spec.loader import load_spec, resolve_spec_path
 
     loaded = load_spec(spec_path)
     certs = loaded.spec.certificates

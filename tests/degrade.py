@@ -2,7 +2,7 @@
 
 Each function takes a text (or the texts of all nodes) and returns the degraded copy; none
 reads files or the planner. They work on texts in the layout of ``docs/status-format.md``
-(as ``reconciler.status_render.render_status`` prints them and as the published samples
+(as ``reconciler.observe.status_render.render_status`` prints them and as the published samples
 show). :func:`variants` lists every degradation that changes a given text, by kind.
 
 Kinds and what they lose (issue 8):

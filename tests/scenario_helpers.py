@@ -10,9 +10,12 @@ from typing import Any
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.plan_model import LocalFile, Plan, Step
-from reconciler.planner import plan
-from reconciler.simulation import (
+from reconciler.observe.snapshot_model import NodeObservation, Observed
+from reconciler.observe.status_model import CommandResult
+from reconciler.observe.status_parser import parse_status
+from reconciler.plan.model import Plan, Step
+from reconciler.plan.planner import plan
+from reconciler.plan.simulation import (
     NO_CERTS,
     SCHEMA_ERROR,
     SimNode,
@@ -21,10 +24,8 @@ from reconciler.simulation import (
     observe,
     settle,
 )
-from reconciler.snapshot_model import NodeObservation, Observed
-from reconciler.spec_model import ClusterSpec
-from reconciler.status_model import CommandResult
-from reconciler.status_parser import parse_status
+from reconciler.spec.local_file import LocalFile
+from reconciler.spec.model import ClusterSpec
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply_lock import ApplyLock, lock_path, read_lock, stale_reason
-from reconciler.errors import LockHeldError
+from reconciler.apply.locks.file import ApplyLock, lock_path, read_lock, stale_reason
+from reconciler.common.errors import LockHeldError
 
 
 def test_second_apply_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
+from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
 
 
 def test_audit_records_are_json_lines(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.backoff import BackoffPolicy, RetryState, backoff_delay, jittered
+from reconciler.watch.backoff import BackoffPolicy, RetryState, backoff_delay, jittered
 
 NO_JITTER = BackoffPolicy(base=10, factor=2, cap=100, jitter=0)
 

@@ -3,7 +3,7 @@
 Each case runs the real CLI and asserts: a non-zero exit, a clear message naming the file,
 no traceback. Whatever could hang or grow the process if the check regressed (a FIFO, a
 device, apply) runs in a subprocess with a timeout and an address-space limit; the rest runs
-in this process. Limits: reconciler/file_limits.py.
+in this process. Limits: reconciler/common/file_limits.py.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import file_limits
-from reconciler.cli import main
-from reconciler.errors import SpecError
-from reconciler.file_limits import (
+from reconciler.cli.main import main
+from reconciler.common import file_limits
+from reconciler.common.errors import SpecError
+from reconciler.common.file_limits import (
     CERT_LIMIT,
     KNOWN_HOSTS_LIMIT,
     PLAN_LIMIT,
@@ -287,7 +287,7 @@ def test_oversize_known_hosts_is_refused(spec_dir: Path) -> None:
 
 
 def test_known_hosts_read_by_the_transport_is_bounded(tmp_path: Path) -> None:
-    from reconciler.ssh_transport import KnownHosts
+    from reconciler.transport.ssh import KnownHosts
 
     big = tmp_path / "known_hosts"
     big.write_bytes(b"#" * (KNOWN_HOSTS_LIMIT + 1))
@@ -300,7 +300,7 @@ def test_known_hosts_read_by_the_transport_is_bounded(tmp_path: Path) -> None:
 
 
 def test_certificate_expiry_is_bounded(tmp_path: Path) -> None:
-    from reconciler.cert_checks import certificate_expiry
+    from reconciler.spec.cert_checks import certificate_expiry
 
     with pytest.raises(OSError, match="character device"):
         certificate_expiry(Path("/dev/zero"))

@@ -22,8 +22,10 @@ from certgen import (
     write_spec,
 )
 
-from reconciler import cert_checks
-from reconciler.cert_checks import (
+from reconciler.common.diagnostics import Diagnostic, Severity
+from reconciler.common.errors import SpecError
+from reconciler.spec import cert_checks
+from reconciler.spec.cert_checks import (
     CertFormatError,
     CertProblem,
     EncryptedKeyError,
@@ -35,9 +37,7 @@ from reconciler.cert_checks import (
     load_certificate,
     load_private_key,
 )
-from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.errors import SpecError
-from reconciler.spec_loader import load_spec
+from reconciler.spec.loader import load_spec
 
 DAY = dt.timedelta(days=1)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
-from reconciler.plan_io import load_plan
-from reconciler.schema_gen import spec_json_schema_text
+from reconciler.cli.main import main
+from reconciler.plan.saved import load_plan
+from reconciler.spec.schema import spec_json_schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "specs" / "example.yaml"
@@ -191,7 +191,7 @@ def test_directory_reports_a_broken_spec_and_skips_other_yaml(tmp_path: Path) ->
 
 
 def test_database_port_defaults_to_5432_and_is_checked(tmp_path: Path) -> None:
-    from reconciler.spec_model import ClusterSpec
+    from reconciler.spec.model import ClusterSpec
 
     loaded_default = ClusterSpec.model_validate(
         {

@@ -39,11 +39,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenario_helpers import CLIENT_CERTS, DB_CERTS, Case, cases, local_files, spec_dict
 
-from reconciler.addresses import normalize_address
-from reconciler.plan_model import Action, LocalFile, Plan
-from reconciler.plan_render import render_json, render_markdown, render_text
-from reconciler.planner import plan
-from reconciler.simulation import (
+from reconciler.common.addresses import normalize_address
+from reconciler.observe.snapshot_model import NodeObservation, Observed
+from reconciler.observe.status_parser import parse_status
+from reconciler.observe.status_render import render_status
+from reconciler.plan.model import Action, Plan
+from reconciler.plan.planner import plan
+from reconciler.plan.render import render_json, render_markdown, render_text
+from reconciler.plan.simulation import (
     NO_CERTS,
     SimNode,
     StepRefused,
@@ -53,10 +56,8 @@ from reconciler.simulation import (
     observe,
     settle,
 )
-from reconciler.snapshot_model import NodeObservation, Observed
-from reconciler.spec_model import ClusterSpec
-from reconciler.status_parser import parse_status
-from reconciler.status_render import render_status
+from reconciler.spec.local_file import LocalFile
+from reconciler.spec.model import ClusterSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "status"
 SETTINGS_SPELLING = settings(

@@ -14,24 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_transport import FakeCluster, FakeSession, FakeTransport
 
-from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
-from reconciler.errors import CommandFailedError, DriftError, LockHeldError, StepFailedError
-from reconciler.executor import (
+from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
+from reconciler.apply.diagnosis import diagnose, relevant_log_lines
+from reconciler.apply.executor import (
     ExecutionResult,
     Executor,
     ExecutorOptions,
     deferred_preparation,
     step_predecessors,
 )
-from reconciler.executor_report import diagnose, relevant_log_lines
-from reconciler.fake_transport import FakeCluster, FakeSession, FakeTransport
-from reconciler.plan_model import Action, LocalFile, Plan, Step
-from reconciler.planner import plan
-from reconciler.simulation import SimNode, World, observe, settle
-from reconciler.spec_model import ClusterSpec
-from reconciler.status_model import CommandResult
-from reconciler.transport import STATUS_COMMAND, NodeTarget
+from reconciler.common.errors import CommandFailedError, DriftError, LockHeldError, StepFailedError
+from reconciler.observe.status_model import CommandResult
+from reconciler.plan.model import Action, Plan, Step
+from reconciler.plan.planner import plan
+from reconciler.plan.simulation import SimNode, World, observe, settle
+from reconciler.spec.local_file import LocalFile
+from reconciler.spec.model import ClusterSpec
+from reconciler.transport.interface import STATUS_COMMAND, NodeTarget
 
 FAST = ExecutorOptions(poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0)
 CERT_FILES = {
@@ -739,7 +740,7 @@ async def test_the_next_join_uses_the_reads_taken_with_the_last_poll(
 async def test_a_look_ahead_reading_too_old_is_read_again(
     tmp_path: Path, files: dict[str, LocalFile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reconciler.executor as executor_module
+    import reconciler.apply.executor as executor_module
 
     monkeypatch.setattr(executor_module, "OTHER_NODE_READING_SECONDS", -1.0)
     spec = make_spec(3)

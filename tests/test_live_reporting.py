@@ -9,15 +9,15 @@ import json
 import pytest
 import structlog
 
-from reconciler.cli_live import _confirm, render_stale
-from reconciler.cluster_verdict import Verdict, cluster_verdict
-from reconciler.db_view import DbView, ReplicaStream
-from reconciler.logging_setup import configure_logging, redact_secrets, register_secret
-from reconciler.plan_model import Fact, Plan
-from reconciler.planner import plan
-from reconciler.simulation import SimNode, World, observe, settle
-from reconciler.spec_model import ClusterSpec
-from reconciler.status_report import CertExpiry, build_report, render_json, render_text
+from reconciler.apply.database_view import DbView, ReplicaStream
+from reconciler.cli.live import _confirm, render_stale
+from reconciler.cli.status_report import CertExpiry, build_report, render_json, render_text
+from reconciler.common.logging_setup import configure_logging, redact_secrets, register_secret
+from reconciler.plan.model import Fact, Plan
+from reconciler.plan.planner import plan
+from reconciler.plan.simulation import SimNode, World, observe, settle
+from reconciler.plan.verdict import Verdict, cluster_verdict
+from reconciler.spec.model import ClusterSpec
 
 DB_CERTS = ("server.key", "server.cer", "client.key", "client.cer", "ca.cer")
 

@@ -21,15 +21,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fake_transport import FakeCluster, FakeTransport
 from scenario_helpers import spec_dict
 from servers import running_etcd, running_postgres
 
-from reconciler.apply_lock import ApplyLock, lock_path, read_lock, stale_reason
-from reconciler.audit_log import AuditLog, Journal, audit_path, journal_path
-from reconciler.errors import LockHeldError, LockLostError, StaleLockError
-from reconciler.executor import Executor, ExecutorOptions
-from reconciler.fake_transport import FakeCluster, FakeTransport
-from reconciler.lock_backend import (
+from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
+from reconciler.apply.executor import Executor, ExecutorOptions
+from reconciler.apply.locks.backend import (
     LOCK_ENV,
     ClusterLock,
     LockUrlError,
@@ -38,12 +36,14 @@ from reconciler.lock_backend import (
     parse_lock_url,
     redact,
 )
-from reconciler.lock_etcd import EtcdLock
-from reconciler.lock_postgres import PostgresLock
-from reconciler.plan_model import LocalFile
-from reconciler.planner import plan
-from reconciler.simulation import SimNode, World, observe
-from reconciler.spec_model import ClusterSpec
+from reconciler.apply.locks.etcd import EtcdLock
+from reconciler.apply.locks.file import ApplyLock, lock_path, read_lock, stale_reason
+from reconciler.apply.locks.postgres import PostgresLock
+from reconciler.common.errors import LockHeldError, LockLostError, StaleLockError
+from reconciler.plan.planner import plan
+from reconciler.plan.simulation import SimNode, World, observe
+from reconciler.spec.local_file import LocalFile
+from reconciler.spec.model import ClusterSpec
 
 ETCD_HOST = "127.0.41.21"
 ETCD_STOPPED_HOST = "127.0.41.24"
@@ -130,7 +130,7 @@ def test_renewal_keeps_live_holders_past_their_ttl(
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from reconciler.lock_backend import acquire_lock
+from reconciler.apply.locks.backend import acquire_lock
 lock = acquire_lock(sys.argv[1], state_dir=Path(sys.argv[2]), cluster="lab", ttl=float(sys.argv[3]))
 print("held", lock.info.run_id, flush=True)
 time.sleep(600)

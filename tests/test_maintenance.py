@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.maintenance import (
+from reconciler.spec.model import MaintenanceWindow
+from reconciler.watch.windows import (
     WEEKDAYS,
     destructive_allowed,
     in_maintenance_window,
     next_window_opening,
     window_contains,
 )
-from reconciler.spec_model import MaintenanceWindow
 
 
 def utc(*args: int) -> datetime:

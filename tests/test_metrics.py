@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.metrics import HealthState, MetricsServer, WatchMetrics, start_metrics_server
+from reconciler.watch.metrics import HealthState, MetricsServer, WatchMetrics, start_metrics_server
 
 
 class ManualClock:

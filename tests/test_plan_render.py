@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from reconciler.plan_model import Action, Blocked, Fact, Plan, Step, Upload
-from reconciler.plan_render import render_json, render_markdown, render_text
+from reconciler.plan.model import Action, Blocked, Fact, Plan, Step, Upload
+from reconciler.plan.render import render_json, render_markdown, render_text
 
 STEPS = (
     Step(

@@ -1,7 +1,7 @@
 """Golden planner scenarios: tests/golden/<name>.yaml, one scenario per file.
 
 Each file: `description`, `spec` (inline spec mapping), `observed` (raw status texts, parsed
-with reconciler.status_parser, or `unreachable`; optional `files`), optional `local_files`
+with reconciler.observe.status_parser, or `unreachable`; optional `files`), optional `local_files`
 (spec path -> sha256) and `expect`: the exact steps (node, action, command, destructive,
 procedure) plus substrings that must appear in `blocked`, `warnings` and `drift`.
 """
@@ -15,11 +15,11 @@ import pytest
 from ruamel.yaml import YAML
 from scenario_helpers import Golden, golden_files, load_golden
 
-from reconciler.facts import FACT_KEYS, changed_facts, fact_value
-from reconciler.plan_model import Action, Plan
-from reconciler.planner import plan
-from reconciler.snapshot_io import load_snapshot
-from reconciler.spec_model import ClusterSpec
+from reconciler.observe.snapshot_io import load_snapshot
+from reconciler.plan.facts import FACT_KEYS, changed_facts, fact_value
+from reconciler.plan.model import Action, Plan
+from reconciler.plan.planner import plan
+from reconciler.spec.model import ClusterSpec
 
 FILES = golden_files()
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,4 +1,4 @@
-"""Property tests of the planner against the pure cluster model (reconciler.simulation).
+"""Property tests of the planner against the pure cluster model (reconciler.plan.simulation).
 
 Random start states: fresh, partly configured, clustered with the master elsewhere, extra
 members, schema errors, unreachable nodes, client nodes, wrong interface/certificates,
@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scenario_helpers import Case, cases, run, step_tuples
 
-from reconciler.facts import changed_facts
-from reconciler.planner import LATER_RUN, plan
-from reconciler.simulation import World, apply_step, observe
+from reconciler.plan.facts import changed_facts
+from reconciler.plan.planner import LATER_RUN, plan
+from reconciler.plan.simulation import World, apply_step, observe
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -15,15 +15,15 @@ from scenario_helpers import (
     spec_dict,
 )
 
-from reconciler.cluster_view import build_view
-from reconciler.facts import changed_facts
-from reconciler.plan_model import Action, Plan
-from reconciler.planner import plan
-from reconciler.simulation import SCHEMA_ERROR, SimNode, World, apply_step, observe, settle
-from reconciler.snapshot_model import NodeObservation
-from reconciler.spec_model import ClusterSpec
-from reconciler.status_model import CommandResult
-from reconciler.status_parser import parse_status
+from reconciler.observe.snapshot_model import NodeObservation
+from reconciler.observe.status_model import CommandResult
+from reconciler.observe.status_parser import parse_status
+from reconciler.plan.cluster_view import build_view
+from reconciler.plan.facts import changed_facts
+from reconciler.plan.model import Action, Plan
+from reconciler.plan.planner import plan
+from reconciler.plan.simulation import SCHEMA_ERROR, SimNode, World, apply_step, observe, settle
+from reconciler.spec.model import ClusterSpec
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CLUSTER_CHANGING = {

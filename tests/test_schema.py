@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reconciler.schema_gen import SCHEMA_DIALECT, spec_json_schema, spec_json_schema_text
-from reconciler.spec_model import ClusterSpec
+from reconciler.spec.model import ClusterSpec
+from reconciler.spec.schema import SCHEMA_DIALECT, spec_json_schema, spec_json_schema_text
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKED_IN = REPO / "schemas" / "cluster-spec.schema.json"

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.diagnostics import Diagnostic
-from reconciler.errors import SpecError
-from reconciler.snapshot_io import dump_snapshot, load_snapshot
-from reconciler.snapshot_model import NodeObservation, Observed
-from reconciler.status_model import ClusterState
-from reconciler.status_parser import parse_status
+from reconciler.common.diagnostics import Diagnostic
+from reconciler.common.errors import SpecError
+from reconciler.observe.snapshot_io import dump_snapshot, load_snapshot
+from reconciler.observe.snapshot_model import NodeObservation, Observed
+from reconciler.observe.status_model import ClusterState
+from reconciler.observe.status_parser import parse_status
 
 FIXTURES = Path(__file__).parent / "fixtures" / "status"
 SHA_A = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"

@@ -14,17 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.errors import SpecError
-from reconciler.plan_model import LocalFile
-from reconciler.spec_loader import (
+from reconciler.common.diagnostics import Diagnostic, Severity
+from reconciler.common.errors import SpecError
+from reconciler.spec.loader import (
     LoadedSpec,
     load_spec,
     read_local_files,
     resolve_spec_path,
     spec_digest,
 )
-from reconciler.yaml_source import SourcePos, YamlDocument, field_name, load_yaml_document
+from reconciler.spec.local_file import LocalFile
+from reconciler.spec.yaml_file import load_yaml_document
+from reconciler.spec.yaml_source import SourcePos, YamlDocument, field_name
 
 REPO = Path(__file__).resolve().parent.parent
 BAD = Path(__file__).parent / "fixtures" / "specs" / "bad"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cluster_view import normalize_address
-from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.errors import SpecError
-from reconciler.spec_loader import load_spec, validate_document
-from reconciler.spec_rules import is_secret_key, is_valid_host
-from reconciler.yaml_source import YamlDocument
+from reconciler.common.addresses import normalize_address
+from reconciler.common.diagnostics import Diagnostic, Severity
+from reconciler.common.errors import SpecError
+from reconciler.spec.loader import load_spec, validate_document
+from reconciler.spec.rules import is_secret_key, is_valid_host
+from reconciler.spec.yaml_source import YamlDocument
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
 BAD = FIXTURES / "bad"
@@ -422,7 +422,7 @@ def test_an_invalid_password_env_never_reaches_the_transport() -> None:
     """`environment variable <value> is not set` is only ever said of a valid name."""
     from pydantic import ValidationError
 
-    from reconciler.spec_model import SshSpec
+    from reconciler.spec.model import SshSpec
 
     with pytest.raises(ValidationError):
         SshSpec(password_env="hunter2!pw", known_hosts="known_hosts")

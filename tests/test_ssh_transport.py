@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from reconciler.errors import (
+from reconciler.common.errors import (
     AuthFailedError,
     CommandFailedError,
     CommandTimeoutError,
@@ -25,8 +25,8 @@ from reconciler.errors import (
     SpecError,
     UnreachableError,
 )
-from reconciler.ssh_transport import SshSettings, SshTransport, known_hosts_pattern
-from reconciler.transport import NodeTarget
+from reconciler.transport.interface import NodeTarget
+from reconciler.transport.ssh import SshSettings, SshTransport, known_hosts_pattern
 
 PASSWORD = "s3cret-pw"
 ENV = "TEST_MMP_PASSWORD"

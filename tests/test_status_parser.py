@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.status_evidence import clustering, in_progress
-from reconciler.status_model import (
+from reconciler.observe.status_evidence import clustering, in_progress
+from reconciler.observe.status_model import (
     EVERY_LINE,
     Certificates,
     ClusterState,
@@ -20,8 +20,8 @@ from reconciler.status_model import (
     MemberRole,
     SyncState,
 )
-from reconciler.status_parser import parse_member_line, parse_status
-from reconciler.status_render import render_status
+from reconciler.observe.status_parser import parse_member_line, parse_status
+from reconciler.observe.status_render import render_status
 
 FIXTURES = Path(__file__).parent / "fixtures" / "status"
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.txt"))

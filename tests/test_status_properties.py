@@ -8,8 +8,8 @@ from typing import Literal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.addresses import normalize_address
-from reconciler.status_model import (
+from reconciler.common.addresses import normalize_address
+from reconciler.observe.status_model import (
     EVERY_LINE,
     Certificates,
     ClusterState,
@@ -21,8 +21,8 @@ from reconciler.status_model import (
     MemberRole,
     SyncState,
 )
-from reconciler.status_parser import parse_member_state, parse_status, split_label
-from reconciler.status_render import render_status
+from reconciler.observe.status_parser import parse_member_state, parse_status, split_label
+from reconciler.observe.status_render import render_status
 
 Wording = Literal["master", "primary"]
 WORDINGS: tuple[Wording, ...] = ("master", "primary")

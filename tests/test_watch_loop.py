@@ -12,20 +12,20 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from reconciler.backoff import BackoffPolicy
-from reconciler.bounded_transport import BoundedTransport
-from reconciler.diagnostics import Diagnostic, Severity
-from reconciler.errors import SpecError, UnreachableError
-from reconciler.metrics import HealthState, WatchMetrics
-from reconciler.plan_model import Action, Plan, Step
-from reconciler.snapshot_model import Observed
-from reconciler.spec_loader import LoadedSpec
-from reconciler.spec_model import ClusterSpec
-from reconciler.transport import CommandOutput, NodeTarget
-from reconciler.watch_decision import Mode, decide
-from reconciler.watch_loop import ApplyOutcome, ClusterLoop, Revision, WatchConfig
-from reconciler.watch_supervisor import WatchSupervisor
-from reconciler.watch_triggers import symlink_parents, watch_for_changes
+from reconciler.common.diagnostics import Diagnostic, Severity
+from reconciler.common.errors import SpecError, UnreachableError
+from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.model import Action, Plan, Step
+from reconciler.spec.loader import LoadedSpec
+from reconciler.spec.model import ClusterSpec
+from reconciler.transport.bounded import BoundedTransport
+from reconciler.transport.interface import CommandOutput, NodeTarget
+from reconciler.watch.backoff import BackoffPolicy
+from reconciler.watch.decision import Mode, decide
+from reconciler.watch.loop import ApplyOutcome, ClusterLoop, Revision, WatchConfig
+from reconciler.watch.metrics import HealthState, WatchMetrics
+from reconciler.watch.supervisor import WatchSupervisor
+from reconciler.watch.triggers import symlink_parents, watch_for_changes
 
 # Friday 2026-11-20 12:00 UTC; the window below is Saturday night.
 NOON_FRIDAY = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply_lock import ApplyLock
-from reconciler.errors import AuthFailedError
-from reconciler.observer import observe_nodes
-from reconciler.spec_loader import load_spec
-from reconciler.ssh_transport import SshSettings, SshTransport
+from reconciler.apply.locks.file import ApplyLock
+from reconciler.common.errors import AuthFailedError
+from reconciler.observe.observer import observe_nodes
+from reconciler.spec.loader import load_spec
+from reconciler.transport.ssh import SshSettings, SshTransport
 
 from .lab_harness import E2ELab, lab_fixture
 
@@ -187,7 +187,7 @@ def test_schema_error_repaired_by_clear_error_and_upgrade_schema(lab: E2ELab, sp
         loaded = load_spec(spec)
         transport = SshTransport(SshSettings.from_spec(loaded.spec.ssh, loaded.base_dir))
         try:
-            from reconciler.transport import node_targets
+            from reconciler.transport.interface import node_targets
 
             session = await transport.session(node_targets(loaded.spec)[N2])
             with pytest.raises(Exception):  # noqa: B017 - any failure form is fine here

@@ -19,7 +19,7 @@ from e2e.lab_harness import E2ELab, lab_fixture
 from servers import running_etcd, running_postgres
 
 from e2e_watch.watch_harness import N1, WatchProcess, is_cycle, move_master_away
-from reconciler.lock_backend import acquire_lock
+from reconciler.apply.locks.backend import acquire_lock
 
 pytestmark = pytest.mark.lab
 LAB_BASE = "127.0.43.1"

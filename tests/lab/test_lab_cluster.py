@@ -18,7 +18,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from cmslab import labfiles, pki
-from reconciler.spec_loader import load_spec
+from reconciler.spec.loader import load_spec
 
 from .labkit import UPLOAD_NAMES, Lab, eventually
 

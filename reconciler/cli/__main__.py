@@ -1,0 +1,5 @@
+"""``python -m reconciler.cli``: the ``reconcile`` command."""
+
+from reconciler.cli.main import run
+
+run()

@@ -1,0 +1,210 @@
+"""`reconcile` command line: thin staged wrapper around the pure core.
+
+load+validate -> (observe) -> plan -> show -> (apply). Results go to stdout,
+errors and logs to stderr. Exit codes: 0 ok / no changes, 1 error,
+2 changes present (with --detailed-exitcode) or drift (`status`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from reconciler.common.diagnostics import Diagnostic
+from reconciler.common.errors import ReconcilerError, SpecError
+from reconciler.observe.snapshot_io import load_snapshot
+from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.model import Plan
+from reconciler.plan.planner import plan as make_plan
+from reconciler.plan.render import render_json, render_markdown, render_text
+from reconciler.plan.saved import save_plan
+from reconciler.spec.discovery import discover_specs
+from reconciler.spec.loader import LoadedSpec, load_spec, read_local_files, spec_digest
+from reconciler.spec.schema import spec_json_schema_text
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+class UsageError(ReconcilerError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 1 (not 2: 2 means "changes present") on bad flags."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_ERROR)
+
+
+def _print_diagnostics(diagnostics: Sequence[object]) -> None:
+    for d in diagnostics:
+        text = d.render() if isinstance(d, Diagnostic) else str(d)
+        sys.stderr.write(text + "\n")
+
+
+def _load(path: Path) -> LoadedSpec:
+    loaded = load_spec(path)
+    _print_diagnostics(loaded.warnings)
+    return loaded
+
+
+# ----------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    specs = discover_specs(args.specs)
+    if not specs:
+        raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
+    failed = 0
+    for path in specs:
+        try:
+            loaded = _load(path)
+        except SpecError as exc:
+            failed += 1
+            _print_diagnostics(exc.diagnostics or (str(exc),))
+            sys.stderr.write(f"INVALID {path}\n")
+            continue
+        spec = loaded.spec
+        warn = f", {len(loaded.warnings)} warning(s)" if loaded.warnings else ""
+        print(
+            f"OK {path}: cluster {spec.cluster}, {len(spec.database_nodes)} database node(s), "
+            f"{len(spec.nodes) - len(spec.database_nodes)} client node(s), "
+            f"master {spec.master}{warn}"
+        )
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+# --------------------------------------------------------------------- plan
+def _snapshot_for(loaded: LoadedSpec, observed_arg: Path, several: bool) -> Path:
+    if observed_arg.is_dir():
+        candidate = observed_arg / f"{loaded.spec.cluster}.yaml"
+        if not candidate.exists():
+            raise UsageError(f"no snapshot {candidate} for cluster {loaded.spec.cluster}")
+        return candidate
+    if several:
+        raise UsageError("--observed must be a directory (<cluster>.yaml) with several specs")
+    return observed_arg
+
+
+def _observe_all(loaded: list[LoadedSpec], args: argparse.Namespace) -> list[Observed]:
+    """Snapshots offline; live, every cluster is observed at the same time (each cluster's
+    nodes concurrently too)."""
+    several = len(loaded) > 1
+    if args.observed is not None:
+        return [load_snapshot(_snapshot_for(one, args.observed, several)) for one in loaded]
+    from reconciler.cli.live import observe_for_plan
+
+    async def observe_every_cluster() -> list[Observed]:
+        return list(await asyncio.gather(*(observe_for_plan(one, args) for one in loaded)))
+
+    return asyncio.run(observe_every_cluster())
+
+
+def plan_for(loaded: LoadedSpec, observed: Observed) -> Plan:
+    result = make_plan(loaded.spec, observed, read_local_files(loaded))
+    return result.model_copy(update={"spec_digest": spec_digest(loaded.path)})
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    specs = discover_specs(args.specs)
+    if not specs:
+        raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
+    if args.out is not None and len(specs) != 1:
+        raise UsageError("--out saves the plan of exactly one spec")
+    loaded = [_load(path) for path in specs]  # every spec valid before any node is touched
+    observed = _observe_all(loaded, args)
+    plans = [plan_for(one, obs) for one, obs in zip(loaded, observed, strict=True)]
+    if args.out is not None:
+        args.out.write_text(save_plan(plans[0], loaded[0].path), encoding="utf-8")
+        sys.stderr.write(f"saved plan to {args.out}\n")
+    if args.format == "json":
+        sys.stdout.write(render_json(plans))
+    elif args.format == "markdown":
+        sys.stdout.write(render_markdown(plans))
+    else:
+        sys.stdout.write("\n".join(render_text(p) for p in plans))
+    if args.detailed_exitcode and any(p.changes_present or p.drift for p in plans):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------- schema
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(spec_json_schema_text())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Imported here so that importing reconciler.cli (offline helpers) does not load asyncssh.
+    from reconciler.cli import live as cli_live
+    from reconciler.cli import watch as cli_watch
+
+    parser = _Parser(
+        prog="reconcile",
+        description="Declarative, GitOps reconciliation of Cisco Meeting Server database clusters.",
+        epilog="Exit codes: 0 ok/no changes, 1 error, 2 changes present (--detailed-exitcode).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check spec files (syntax, rules, certificates)")
+    p.add_argument("specs", nargs="+", type=Path, metavar="SPEC_OR_DIR")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser("plan", help="show what apply would do (offline with --observed)")
+    p.add_argument("specs", nargs="+", type=Path, metavar="SPEC_OR_DIR")
+    p.add_argument(
+        "--observed",
+        type=Path,
+        metavar="SNAPSHOT",
+        help="plan offline against a captured snapshot (a directory: <cluster>.yaml per spec)",
+    )
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    p.add_argument("--out", type=Path, metavar="PLAN_JSON", help="save the plan for apply")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when the cluster matches the spec, 2 when it differs (steps planned or "
+        "drift held back), 1 on error",
+    )
+    cli_live.add_live_plan_arguments(p)
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec")
+    p.set_defaults(handler=cmd_schema)
+
+    cli_live.register(sub)
+    cli_watch.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except SpecError as exc:
+        _print_diagnostics(exc.diagnostics or (str(exc),))
+        # str(exc) repeats the diagnostics after its first line (a summary), or is the one
+        # diagnostic itself (a file that cannot be read or parsed): say each thing once.
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        shown = {d.render() for d in exc.diagnostics if isinstance(d, Diagnostic)}
+        if exc.diagnostics and first not in shown:
+            sys.stderr.write(f"error: {first}\n")
+        return EXIT_ERROR
+    except ReconcilerError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    return code
+
+
+def run() -> NoReturn:
+    raise SystemExit(main())

@@ -1,0 +1,310 @@
+"""`reconcile watch SPEC_OR_DIR...`: the live wiring of the watch loop.
+
+:func:`register` adds the subcommand to the main parser; :func:`run_watch` runs the
+supervisor (:mod:`reconciler.watch.supervisor`) over one
+:class:`reconciler.watch.runner.LiveClusterRunner` per spec file, the file watcher and
+the metrics server until SIGTERM/SIGINT, with one shared bound on SSH work
+(:mod:`reconciler.transport.bounded`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from reconciler.apply.executor import ExecutorOptions
+from reconciler.apply.locks.backend import add_lock_arguments, parse_lock_url
+from reconciler.apply.state_dir import STATE_DIR_NAME
+from reconciler.cli.live import add_executor_arguments
+from reconciler.common.errors import ReconcilerError
+from reconciler.common.logging_setup import configure_logging
+from reconciler.watch.backoff import BackoffPolicy
+from reconciler.watch.decision import Mode
+from reconciler.watch.loop import WatchConfig
+from reconciler.watch.triggers import DEFAULT_DEBOUNCE_MS, watch_for_changes
+
+log = structlog.get_logger("reconciler.watch")
+
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
+DEFAULT_MAX_SSH = 256  # one round for ~80 three-node clusters; see docs/watch.md
+EXIT_OK = 0
+
+
+# --- running it -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    paths: tuple[Path, ...]
+    config: WatchConfig
+    state_dir: Path | None
+    metrics_port: int | None = None
+    metrics_address: str = DEFAULT_METRICS_ADDRESS
+    max_ssh: int = DEFAULT_MAX_SSH
+    debounce_ms: int = DEFAULT_DEBOUNCE_MS
+    healthz_max_age: float | None = None
+    executor_options: ExecutorOptions = field(default_factory=ExecutorOptions)
+    ssh_timeout: float | None = None
+    lock_url: str | None = None
+    lock_timeout: float = 0.0
+
+    @property
+    def stale_after(self) -> float:
+        if self.healthz_max_age is not None:
+            return self.healthz_max_age
+        return 3 * self.config.interval + 300
+
+
+async def run_watch(options: WatchOptions) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
+    # Imported here: every `reconcile` command builds the parser that registers `watch`,
+    # and only `watch` needs prometheus-client and the live runner.
+    from reconciler.watch.metrics import (
+        HealthState,
+        MetricsServer,
+        WatchMetrics,
+        start_metrics_server,
+    )
+    from reconciler.watch.runner import LiveClusterRunner
+    from reconciler.watch.supervisor import WatchSupervisor
+
+    metrics = WatchMetrics()
+    health = HealthState(stale_after=options.stale_after)
+    ssh_limit = asyncio.Semaphore(options.max_ssh)
+
+    def runner_factory(_path: Path) -> LiveClusterRunner:
+        return LiveClusterRunner(
+            state_dir=options.state_dir,
+            ssh_limit=ssh_limit,
+            executor_options=options.executor_options,
+            ssh_timeout=options.ssh_timeout,
+            lock_url=options.lock_url,
+            lock_timeout=options.lock_timeout,
+        )
+
+    supervisor = WatchSupervisor(
+        list(options.paths), runner_factory, options.config, metrics=metrics, health=health
+    )
+    server: MetricsServer | None = None
+    if options.metrics_port is not None:
+        server = start_metrics_server(
+            metrics, health, host=options.metrics_address, port=options.metrics_port
+        )
+        log.info(
+            "metrics listening",
+            address=options.metrics_address,
+            port=server.port,
+            paths="/metrics /healthz",
+        )
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        name = signal.Signals(signum).name
+        # Act first, log second: logging may fail (e.g. a closed stdout pipe).
+        if signals_seen == 1:
+            supervisor.stop()
+            with contextlib.suppress(OSError):
+                log.info("signal received: stopping after the current step", signal=name)
+        else:
+            for task in asyncio.all_tasks(loop):
+                if task is not asyncio.current_task(loop):
+                    task.cancel()
+            with contextlib.suppress(OSError):
+                log.warning("second signal: cancelling now", signal=name)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    log.info(
+        "watch started",
+        mode=options.config.mode.value,
+        interval_s=options.config.interval,
+        paths=[str(p) for p in options.paths],
+        state_dir=str(options.state_dir or f"{STATE_DIR_NAME}/ next to each spec"),
+        max_ssh=options.max_ssh,
+    )
+    try:
+        watcher = asyncio.create_task(
+            watch_for_changes(
+                supervisor.watch_roots,
+                supervisor.on_changes,
+                supervisor.stop_event,
+                debounce_ms=options.debounce_ms,
+            ),
+            name="file watcher",
+        )
+        await supervisor.run()
+        await watcher
+    except asyncio.CancelledError:
+        log.warning("watch cancelled")
+        return 130
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        if server is not None:
+            server.close()
+    log.info("watch stopped")
+    return EXIT_OK
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def _env_port(name: str) -> int | None:
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ReconcilerError(f"${name} must be a port number, not {value!r}") from None
+
+
+def default_state_dir() -> Path | None:
+    """$RECONCILE_STATE_DIR, else None (`.reconcile/` next to each spec, like apply)."""
+    env = os.environ.get("RECONCILE_STATE_DIR")
+    return Path(env) if env else None
+
+
+def add_watch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", type=Path, metavar="SPEC_OR_DIR")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="cycle cadence per cluster (±10%% jitter); changes wake it earlier (default 60)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in Mode],
+        default=Mode.REPORT.value,
+        help="report: observe, plan and log the drift; heal: also apply it (default report)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics and /healthz on this port (default $RECONCILE_METRICS_PORT; off)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=os.environ.get("RECONCILE_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
+        metavar="ADDR",
+        help="address the metrics server binds (default $RECONCILE_METRICS_ADDRESS or 127.0.0.1)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="lock, audit log and journal directory (default $RECONCILE_STATE_DIR, else "
+        f"{STATE_DIR_NAME}/ next to each spec, the same as `reconcile apply`)",
+    )
+    p.add_argument(
+        "--max-ssh",
+        type=int,
+        default=DEFAULT_MAX_SSH,
+        metavar="N",
+        help=f"SSH handshakes/requests in flight across all clusters (default {DEFAULT_MAX_SSH})",
+    )
+    p.add_argument(
+        "--debounce-ms",
+        type=int,
+        default=DEFAULT_DEBOUNCE_MS,
+        metavar="MS",
+        help=f"group file changes for at most this long (default {DEFAULT_DEBOUNCE_MS})",
+    )
+    p.add_argument(
+        "--healthz-max-age",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="/healthz fails when a loop made no progress for this long (default 3×interval+300)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default="auto",
+        help="console on a TTY, JSON lines otherwise (default auto)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
+    )
+    add_executor_arguments(p, poll_interval=1.0)
+    add_lock_arguments(p)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug logs")
+
+
+def options_from_args(args: argparse.Namespace) -> WatchOptions:
+    if args.interval <= 0:
+        raise ReconcilerError("--interval must be positive")
+    if args.max_ssh < 1:
+        raise ReconcilerError("--max-ssh must be at least 1")
+    return WatchOptions(
+        paths=tuple(args.specs),
+        config=WatchConfig(
+            interval=args.interval,
+            mode=Mode(args.mode),
+            backoff=BackoffPolicy(cap=max(600.0, args.interval)),
+        ),
+        state_dir=args.state_dir or default_state_dir(),
+        metrics_port=(
+            args.metrics_port
+            if args.metrics_port is not None
+            else _env_port("RECONCILE_METRICS_PORT")
+        ),
+        metrics_address=args.metrics_address,
+        max_ssh=args.max_ssh,
+        debounce_ms=args.debounce_ms,
+        healthz_max_age=args.healthz_max_age,
+        executor_options=ExecutorOptions(
+            poll_interval=args.poll_interval,
+            settle_seconds=args.settle_seconds,
+            action_timeout=args.action_timeout,
+            max_failed_polls=args.max_failed_polls,
+        ),
+        ssh_timeout=args.timeout,
+        lock_url=parse_lock_url(args.lock).raw,  # a bad URL fails at start, not each cycle
+        lock_timeout=args.lock_timeout,
+    )
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    configure_watch_logging(args.log_format, args.verbose)
+    options = options_from_args(args)
+    missing = [p for p in options.paths if not p.exists()]
+    if missing:
+        raise ReconcilerError("no such file or directory: " + ", ".join(map(str, missing)))
+    return asyncio.run(run_watch(options))
+
+
+def configure_watch_logging(fmt: str, verbose: int) -> None:
+    """Info level by default (the summary lines); ``-v`` adds debug."""
+    json_lines = None if fmt == "auto" else fmt == "json"
+    configure_logging(verbose=1 + verbose, json_lines=json_lines)
+
+
+def register(subparsers: Any) -> None:
+    """Add `watch` to the main parser's subcommands (called by reconciler.cli)."""
+    p = subparsers.add_parser(
+        "watch",
+        help="reconcile continuously: observe, plan, report or heal; woken by spec changes",
+        description="Level-triggered loop per cluster, woken early when a spec file changes. "
+        "Stop with SIGTERM/SIGINT: the current step finishes and the lock is released.",
+    )
+    add_watch_arguments(p)
+    p.set_defaults(handler=cmd_watch)
