@@ -18,7 +18,7 @@ import statistics
 import time
 
 from cmslab import cli as lab_cli
-from reconciler.cli.live import gather_status
+from reconciler.cli.status import gather_status
 from reconciler.common.logging_setup import configure_logging
 from reconciler.spec.loader import load_spec
 

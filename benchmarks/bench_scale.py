@@ -43,8 +43,8 @@ from cmslab.ports import port_is_free
 from cmslab.scratch import scratch_lab
 from reconciler.cli.watch import DEFAULT_MAX_SSH
 from reconciler.common.logging_setup import configure_logging
-from reconciler.watch.loop import Revision
 from reconciler.watch.runner import LiveClusterRunner
+from reconciler.watch.runner_interface import Revision
 
 from .lab_util import bench_lab, write_spec
 

@@ -7,11 +7,12 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cmslab import pki
+from cmslab import node_ops, node_status, pki
 from cmslab.node import LabNode
 from cmslab.state import ROLE_CLIENT, ROLE_DATABASE
 from cmslab.status_text import render
@@ -172,7 +173,7 @@ async def cluster_command(node: LabNode, args: list[str], ask: Ask, unknown: Res
     st = node.state
     clustered = st.role is not None
     if verb == "status" and not rest:
-        return Result(render(await node.status_view(), node.lab.cfg.wording), 0)
+        return Result(render(await node_status.status_view(node), node.lab.cfg.wording), 0)
     if verb == "localnode":
         if len(rest) != 1 or rest[0] not in ("a", "b", "c", "d"):
             return usage("localnode")
@@ -237,12 +238,12 @@ async def _clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Re
         )
         if answer.strip() != "Y":
             return fail("not confirmed: nothing was changed")
-        await node.start_op(command, node.do_remove)
+        await node_ops.start_op(node, command, partial(node_ops.do_remove, node))
         return ok()
     if verb == "upgrade_schema":
         if st.role != ROLE_DATABASE:
             return fail("this node does not host a cluster database")
-        await node.start_op(command, node.do_upgrade_schema)
+        await node_ops.start_op(node, command, partial(node_ops.do_upgrade_schema, node))
         return ok()
     if st.role is not None:
         return fail(
@@ -254,7 +255,7 @@ async def _clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Re
         if problem := check_upload(node, st.certs):
             return fail(problem)
         node.install_tls()
-        if reason := await node.check_master(rest[0]):
+        if reason := await node_ops.check_master(node, rest[0]):
             return fail(reason)
         st.role = ROLE_CLIENT
         st.node_in_use = rest[0]
@@ -271,15 +272,15 @@ async def _clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Re
     if problem := check_upload(node, st.certs):
         return fail(problem)
     if verb == "initialize":
-        await node.start_op(command, node.do_initialize)
+        await node_ops.start_op(node, command, partial(node_ops.do_initialize, node))
         return ok()
     target = rest[0]
     if target == node.address:
         return fail("cannot join this node's own address")
     node.install_tls()
-    if reason := await node.check_master(target):
+    if reason := await node_ops.check_master(node, target):
         return fail(reason)
-    await node.start_op(command, lambda: node.do_join(target))
+    await node_ops.start_op(node, command, partial(node_ops.do_join, node, target))
     return ok()
 
 

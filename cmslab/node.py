@@ -1,4 +1,9 @@
-"""One emulated CMS node: its PostgreSQL (pre-cluster and cluster), proxy, watcher and SSH server.
+"""One emulated CMS node's state: its configuration, directories, state.json, runtime handles
+and what its PostgreSQL (pre-cluster and cluster) says about its position.
+
+This is the bottom of the node: the operations (`node_ops`), the status (`node_status`), the
+watcher (`node_watch`), the MMP (`mmp`) and the SSH server (`sshserver`) use it, and
+`node_runtime` starts and stops the pieces; this module reaches none of them.
 
 The node's *view* of the cluster (status output) is always computed from what PostgreSQL says;
 state.json only keeps what the MMP was told (interface, certificate names, the clustered role,
@@ -9,26 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cmslab import election, node_ops, node_status, node_watch, pgdb, pgproc
+from cmslab import election, pgdb, pgproc
 from cmslab.config import LabConfig, LabPaths, NodeConfig
 from cmslab.proxy import TcpProxy
-from cmslab.state import ROLE_DATABASE, NodeState
+from cmslab.state import NodeState
 from cmslab.status_text import StatusView
 from cmslab.syslog import Syslog
 
 if TYPE_CHECKING:
     import asyncssh
 
-PROBE_TIMEOUT = 1.0  # a peer's watcher must answer within this (refused = at once)
 POSITION_SQL = """
 SELECT pg_is_in_recovery(),
        (SELECT system_identifier::text FROM pg_control_system()),
@@ -202,108 +204,6 @@ class LabNode:
     async def local_conn(self, dbname: str = pgdb.DB) -> Any:
         return await pgdb.connect_local(self.run_dir, self.cfg.pg_port, dbname)
 
-    # ---------------------------------------------------------------- power
-    async def power_on(self) -> None:
-        """Boot: databases first, then the proxy, the watcher and the SSH server."""
-        from cmslab.sshserver import start_ssh
-
-        self.prepare_dirs()
-        self.ticks.clear()
-        async with self.lock:
-            if self.state.role == ROLE_DATABASE and (self.cluster_data / "PG_VERSION").exists():
-                if self.state.rejoin:
-                    pgproc.set_standby(self.cluster_data, "")
-                await self.start_cluster()
-            else:
-                await self.start_unclustered_db()
-        if not self.db_blocked:
-            await self.proxy.start()
-        self.watch_server = await asyncio.start_server(
-            self._answer_watch, self.address, self.cfg.watch_port, reuse_address=True
-        )
-        self.ssh_server = await start_ssh(self)
-        self.alive = True
-        self.tasks = [asyncio.create_task(node_watch.watch_loop(self), name=f"watch-{self.name}")]
-        self.syslog.log("dbcluster_watcher", "Started")
-
-    async def _close_servers(self) -> None:
-        self.alive = False
-        for t in self.tasks:
-            t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(BaseException):
-                await t
-        self.tasks = []
-        await self.close_watch_conn()
-        if self.op_task is not None and not self.op_task.done():
-            self.op_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.op_task
-        if self.ssh_server is not None:
-            self.ssh_server.close()
-            for conn in list(self.ssh_conns):
-                conn.abort()
-            self.ssh_conns.clear()
-            self.ssh_server = None
-        if self.watch_server is not None:
-            self.watch_server.close()
-            self.watch_server = None
-        await self.proxy.close()
-
-    async def kill(self) -> None:
-        """Power loss: everything stops at once (PostgreSQL immediate stop)."""
-        was_master = self.watch_info.get("role") == election.MASTER
-        await self._close_servers()
-        self.watch_info = {"address": self.address, "clustered": False}
-        await self.stop_all_pg("immediate")
-        if was_master:
-            self.state.rejoin = True
-        if self.op_task is not None and self.state.last_result == "In progress":
-            self.state.last_result = "Failed"
-        self.save()
-
-    async def shutdown(self) -> None:
-        """Clean stop for `cmslab down` (data stays)."""
-        if not self.alive:
-            await self.stop_all_pg("fast")
-            return
-        await self._close_servers()
-        await self.stop_all_pg("fast")
-        if self.state.last_result == "In progress":
-            self.state.last_result = "Failed"
-        self.save()
-
-    async def set_db_blocked(self, blocked: bool) -> None:
-        self.db_blocked = blocked
-        if blocked:
-            await self.proxy.close()
-        elif self.alive:
-            await self.proxy.start()
-
-    # ---------------------------------------------------------------- watcher endpoint
-    async def _answer_watch(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            writer.write((json.dumps(self.watch_info) + "\n").encode())
-            await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    async def probe_peer(self, address: str) -> election.Position | None:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, self.cfg.watch_port), PROBE_TIMEOUT
-            )
-            line = await asyncio.wait_for(reader.readline(), PROBE_TIMEOUT)
-            writer.close()
-            info = json.loads(line)
-        except (OSError, TimeoutError, ValueError):
-            return None
-        return election.position_from(info)
-
     # ---------------------------------------------------------------- local facts
     def timeline(self) -> int:
         tl = 1
@@ -356,33 +256,11 @@ class LabNode:
         )
         return pos, list(members), extra
 
-    # ---------------------------------------------------------------- delegates
+    # ---------------------------------------------------------------- command slot
     def busy(self) -> bool:
-        return node_ops.busy(self)
-
-    async def start_op(self, command: str, body: Callable[[], Awaitable[None]]) -> None:
-        await node_ops.start_op(self, command, body)
-
-    async def do_initialize(self) -> None:
-        await node_ops.do_initialize(self)
-
-    async def do_join(self, master: str) -> None:
-        await node_ops.do_join(self, master)
-
-    async def do_remove(self) -> None:
-        await node_ops.do_remove(self)
-
-    async def do_upgrade_schema(self) -> None:
-        await node_ops.do_upgrade_schema(self)
-
-    async def check_master(self, address: str) -> str | None:
-        return await node_ops.check_master(self, address)
-
-    async def compute_view(self) -> StatusView:
-        return await node_status.compute_view(self)
-
-    async def status_view(self) -> StatusView:
-        return await node_status.status_view(self)
+        """A clustering command runs (its task) or has claimed the node and not yet started."""
+        running = self.op_task is not None and not self.op_task.done()
+        return running or self.claimed_by is not None
 
 
 def node_paths(root: Path, name: str) -> list[Path]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from cmslab import election, pgdb, pgproc
+from cmslab import election, node_status, pgdb, pgproc
 from cmslab.state import ROLE_CLIENT, ROLE_DATABASE
 
 if TYPE_CHECKING:
@@ -23,13 +23,8 @@ class OpFailed(RuntimeError):
     pass
 
 
-def busy(node: LabNode) -> bool:
-    running = node.op_task is not None and not node.op_task.done()
-    return running or node.claimed_by is not None
-
-
 async def start_op(node: LabNode, command: str, body: Callable[[], Awaitable[None]]) -> None:
-    node.frozen_view = await node.compute_view()
+    node.frozen_view = await node_status.compute_view(node)
     node.state.last_command = command
     node.state.last_result = "In progress"
     node.save()

@@ -1,9 +1,13 @@
 """dbcluster_watcher and sfpool of one node: election actions (A1/A2), health checks, and the
-copy of PostgreSQL's server log into the node's syslog. Runs every WATCH_INTERVAL seconds."""
+copy of PostgreSQL's server log into the node's syslog. Runs every WATCH_INTERVAL seconds.
+
+Also the watcher endpoint (`address:watch_port`): it answers the node's position as one JSON
+line, and `probe_peer` reads a peer's."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import time
@@ -15,6 +19,7 @@ from cmslab.state import ROLE_CLIENT, ROLE_DATABASE
 if TYPE_CHECKING:
     from cmslab.node import LabNode
 
+PROBE_TIMEOUT = 1.0  # a peer's watcher must answer within this (refused = at once)
 WATCH_INTERVAL = 0.5
 PROMOTE_AFTER = 3  # consecutive ticks seeing no master (and winning) before promoting
 STEP_DOWN_AFTER = 6  # consecutive ticks without a majority before a master steps down
@@ -35,6 +40,34 @@ PG_SEVERITY = {
     "HINT": "info",
     "STATEMENT": "info",
 }
+
+
+async def start_endpoint(node: LabNode) -> asyncio.Server:
+    """Listen on the watcher endpoint; each connection gets `node.watch_info` as one line."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write((json.dumps(node.watch_info) + "\n").encode())
+            await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, node.address, node.cfg.watch_port, reuse_address=True)
+
+
+async def probe_peer(node: LabNode, address: str) -> election.Position | None:
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(address, node.cfg.watch_port), PROBE_TIMEOUT
+        )
+        line = await asyncio.wait_for(reader.readline(), PROBE_TIMEOUT)
+        writer.close()
+        info = json.loads(line)
+    except (OSError, TimeoutError, ValueError):
+        return None
+    return election.position_from(info)
 
 
 async def watch_loop(node: LabNode) -> None:
@@ -103,7 +136,7 @@ async def tick(node: LabNode) -> None:
     node.ticks["local_miss"] = 0
     node.watch_info = election.watch_info(me)
     others = [a for a in members if a != node.address]
-    probes = await asyncio.gather(*(node.probe_peer(a) for a in others))
+    probes = await asyncio.gather(*(probe_peer(node, a) for a in others))
     peers = [p for p in probes if p is not None]
     decision = election.decide(me, peers, members)
     upstream = extra["upstream"]

@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from cmslab import cleanup, labfiles
+from cmslab import cleanup, labfiles, node_runtime
 from cmslab.config import LabPaths, read_config
 from cmslab.node import Lab, LabNode
 
@@ -46,7 +46,7 @@ class Supervisor:
         os.chmod(self.paths.control_sock, 0o600)
         try:
             results = await asyncio.gather(
-                *(n.power_on() for n in self.lab.nodes.values()), return_exceptions=True
+                *(node_runtime.power_on(n) for n in self.lab.nodes.values()), return_exceptions=True
             )
             errors = [
                 f"{n.name}: {r}"
@@ -71,7 +71,9 @@ class Supervisor:
         masters = [n for n in nodes if n.watch_info.get("role") == "master"]
         others = [n for n in nodes if n not in masters]
         for group in (others, masters):
-            results = await asyncio.gather(*(n.shutdown() for n in group), return_exceptions=True)
+            results = await asyncio.gather(
+                *(node_runtime.shutdown(n) for n in group), return_exceptions=True
+            )
             for n, r in zip(group, results, strict=True):
                 if isinstance(r, BaseException):
                     print(f"{n.name}: shutdown error: {r}", flush=True)
@@ -138,15 +140,15 @@ class Supervisor:
         if fault == "kill":
             if not node.alive:
                 return {"ok": False, "message": f"{node.name} is already killed"}
-            await node.kill()
+            await node_runtime.kill(node)
         elif fault == "revive":
             if node.alive:
                 return {"ok": False, "message": f"{node.name} is running"}
-            await node.power_on()
+            await node_runtime.power_on(node)
         elif fault == "block-db":
-            await node.set_db_blocked(True)
+            await node_runtime.set_db_blocked(node, True)
         elif fault == "unblock-db":
-            await node.set_db_blocked(False)
+            await node_runtime.set_db_blocked(node, False)
         elif fault == "schema-error":
             node.state.schema_error_armed = True
             node.save()

@@ -77,9 +77,7 @@ def _local_imports(path: Path, package: str) -> set[str]:
 
 
 def test_cmslab_has_no_import_cycle() -> None:
-    graph = {
-        p.stem: _local_imports(p, "cmslab") - {p.stem} for p in (ROOT / "cmslab").glob("*.py")
-    }
+    graph = {p.stem: _local_imports(p, "cmslab") - {p.stem} for p in (ROOT / "cmslab").glob("*.py")}
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
 

@@ -287,7 +287,7 @@ def test_oversize_known_hosts_is_refused(spec_dir: Path) -> None:
 
 
 def test_known_hosts_read_by_the_transport_is_bounded(tmp_path: Path) -> None:
-    from reconciler.transport.ssh import KnownHosts
+    from reconciler.transport.host_keys import KnownHosts
 
     big = tmp_path / "known_hosts"
     big.write_bytes(b"#" * (KNOWN_HOSTS_LIMIT + 1))

@@ -18,13 +18,10 @@ from fake_transport import FakeCluster, FakeSession, FakeTransport
 
 from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
 from reconciler.apply.diagnosis import diagnose, relevant_log_lines
-from reconciler.apply.executor import (
-    ExecutionResult,
-    Executor,
-    ExecutorOptions,
-    deferred_preparation,
-    step_predecessors,
-)
+from reconciler.apply.execution_result import ExecutionResult
+from reconciler.apply.executor import Executor
+from reconciler.apply.options import ExecutorOptions
+from reconciler.apply.scheduling.order import deferred_preparation, step_predecessors
 from reconciler.common.errors import CommandFailedError, DriftError, LockHeldError, StepFailedError
 from reconciler.observe.status_model import CommandResult
 from reconciler.plan.model import Action, Plan, Step
@@ -740,7 +737,7 @@ async def test_the_next_join_uses_the_reads_taken_with_the_last_poll(
 async def test_a_look_ahead_reading_too_old_is_read_again(
     tmp_path: Path, files: dict[str, LocalFile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reconciler.apply.executor as executor_module
+    import reconciler.apply.scheduling.readings as executor_module
 
     monkeypatch.setattr(executor_module, "OTHER_NODE_READING_SECONDS", -1.0)
     spec = make_spec(3)

@@ -10,7 +10,8 @@ import pytest
 import structlog
 
 from reconciler.apply.database_view import DbView, ReplicaStream
-from reconciler.cli.live import _confirm, render_stale
+from reconciler.cli.apply import _confirm
+from reconciler.cli.stale_plan import render_stale
 from reconciler.cli.status_report import CertExpiry, build_report, render_json, render_text
 from reconciler.common.logging_setup import configure_logging, redact_secrets, register_secret
 from reconciler.plan.model import Fact, Plan

@@ -26,19 +26,19 @@ from scenario_helpers import spec_dict
 from servers import running_etcd, running_postgres
 
 from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
-from reconciler.apply.executor import Executor, ExecutorOptions
-from reconciler.apply.locks.backend import (
+from reconciler.apply.executor import Executor
+from reconciler.apply.locks.acquire import ClusterLock, acquire_lock
+from reconciler.apply.locks.etcd import EtcdLock
+from reconciler.apply.locks.file import ApplyLock, lock_path, read_lock, stale_reason
+from reconciler.apply.locks.postgres import PostgresLock
+from reconciler.apply.locks.url import (
     LOCK_ENV,
-    ClusterLock,
     LockUrlError,
-    acquire_lock,
     parse_duration,
     parse_lock_url,
     redact,
 )
-from reconciler.apply.locks.etcd import EtcdLock
-from reconciler.apply.locks.file import ApplyLock, lock_path, read_lock, stale_reason
-from reconciler.apply.locks.postgres import PostgresLock
+from reconciler.apply.options import ExecutorOptions
 from reconciler.common.errors import LockHeldError, LockLostError, StaleLockError
 from reconciler.plan.planner import plan
 from reconciler.plan.simulation import SimNode, World, observe
@@ -130,7 +130,7 @@ def test_renewal_keeps_live_holders_past_their_ttl(
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from reconciler.apply.locks.backend import acquire_lock
+from reconciler.apply.locks.acquire import acquire_lock
 lock = acquire_lock(sys.argv[1], state_dir=Path(sys.argv[2]), cluster="lab", ttl=float(sys.argv[3]))
 print("held", lock.info.run_id, flush=True)
 time.sleep(600)

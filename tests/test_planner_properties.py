@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scenario_helpers import Case, cases, run, step_tuples
 
+from reconciler.plan.context import LATER_RUN
 from reconciler.plan.facts import changed_facts
-from reconciler.plan.planner import LATER_RUN, plan
+from reconciler.plan.planner import plan
 from reconciler.plan.simulation import World, apply_step, observe
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

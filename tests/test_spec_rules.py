@@ -14,8 +14,9 @@ import pytest
 from reconciler.common.addresses import normalize_address
 from reconciler.common.diagnostics import Diagnostic, Severity
 from reconciler.common.errors import SpecError
+from reconciler.spec.identity_rules import is_valid_host
 from reconciler.spec.loader import load_spec, validate_document
-from reconciler.spec.rules import is_secret_key, is_valid_host
+from reconciler.spec.secret_rules import is_secret_key
 from reconciler.spec.yaml_source import YamlDocument
 
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"

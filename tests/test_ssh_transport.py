@@ -25,8 +25,9 @@ from reconciler.common.errors import (
     SpecError,
     UnreachableError,
 )
+from reconciler.transport.host_keys import known_hosts_pattern
 from reconciler.transport.interface import NodeTarget
-from reconciler.transport.ssh import SshSettings, SshTransport, known_hosts_pattern
+from reconciler.transport.ssh import SshSettings, SshTransport
 
 PASSWORD = "s3cret-pw"
 ENV = "TEST_MMP_PASSWORD"

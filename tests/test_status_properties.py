@@ -70,8 +70,14 @@ def test_render_then_parse_normalises_once(text: str, wording: Wording, column: 
     # An incomplete text never comes back whole (its reasons may read differently: the
     # lines the parser could not place are printed last); a whole one may come back
     # incomplete when the layout printed puts the `Nodes:` block last.
+    # The renderer says so (it cannot print such a status back faithfully: a line it could
+    # not place may read as a member when the `Nodes:` block is printed last); it must not
+    # come back whole, and no line it could not place may be lost.
     if first.incomplete:
         assert second.incomplete or second.unparsed
+        rendered = render_status(first, wording=wording, column=column)
+        assert all(line in rendered for line in first.unparsed)
+        return
     same = {"members": first.members, "wording": first.wording, "incomplete": first.incomplete}
     # only member state texts may change (to the requested wording); their meaning may not
     assert second.model_copy(update=same) == first

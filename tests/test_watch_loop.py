@@ -22,8 +22,9 @@ from reconciler.transport.bounded import BoundedTransport
 from reconciler.transport.interface import CommandOutput, NodeTarget
 from reconciler.watch.backoff import BackoffPolicy
 from reconciler.watch.decision import Mode, decide
-from reconciler.watch.loop import ApplyOutcome, ClusterLoop, Revision, WatchConfig
+from reconciler.watch.loop import ClusterLoop, WatchConfig
 from reconciler.watch.metrics import HealthState, WatchMetrics
+from reconciler.watch.runner_interface import ApplyOutcome, Revision
 from reconciler.watch.supervisor import WatchSupervisor
 from reconciler.watch.triggers import symlink_parents, watch_for_changes
 

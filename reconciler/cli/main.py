@@ -98,7 +98,7 @@ def _observe_all(loaded: list[LoadedSpec], args: argparse.Namespace) -> list[Obs
     several = len(loaded) > 1
     if args.observed is not None:
         return [load_snapshot(_snapshot_for(one, args.observed, several)) for one in loaded]
-    from reconciler.cli.live import observe_for_plan
+    from reconciler.cli.live_observation import observe_for_plan
 
     async def observe_every_cluster() -> list[Observed]:
         return list(await asyncio.gather(*(observe_for_plan(one, args) for one in loaded)))
@@ -142,6 +142,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that importing reconciler.cli (offline helpers) does not load asyncssh.
+    from reconciler.cli import arguments as cli_arguments
     from reconciler.cli import live as cli_live
     from reconciler.cli import watch as cli_watch
 
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 when the cluster matches the spec, 2 when it differs (steps planned or "
         "drift held back), 1 on error",
     )
-    cli_live.add_live_plan_arguments(p)
+    cli_arguments.add_live_plan_arguments(p)
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec")

@@ -20,10 +20,11 @@ from typing import Any
 
 import structlog
 
-from reconciler.apply.executor import ExecutorOptions
-from reconciler.apply.locks.backend import add_lock_arguments, parse_lock_url
+from reconciler.apply.locks.acquire import add_lock_arguments
+from reconciler.apply.locks.url import parse_lock_url
+from reconciler.apply.options import ExecutorOptions
 from reconciler.apply.state_dir import STATE_DIR_NAME
-from reconciler.cli.live import add_executor_arguments
+from reconciler.cli.arguments import add_executor_arguments
 from reconciler.common.errors import ReconcilerError
 from reconciler.common.logging_setup import configure_logging
 from reconciler.watch.backoff import BackoffPolicy

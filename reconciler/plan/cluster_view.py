@@ -8,17 +8,15 @@ This module joins the views into one picture and says where the evidence falls s
 * **gaps** (per node) — why the node's view cannot be used for any decision: the lines of
   :func:`reconciler.observe.status_evidence.base_gaps`, and its **identity**: a clustered view's
   `(me)` must be the spec node's own address (after normalisation); a database node with
-  no `(me)` line, or one that names another address, is held back;
+  no `(me)` line, or one that names another address, is held back (the rules:
+  :mod:`reconciler.plan.identity`);
 * **claimed masters** — the distinct connected masters any readable view names (more than
   one means split brain);
 * **the master** — accepted only when exactly one is claimed, its own view is readable,
   complete (every line, the interface and certificates too) and shows itself
   `Connected Master` with more than half of its members connected (A1), and no usable
-  view contradicts it
-  (``contradictions``: a member the master shows connected that does not follow it, or a
-  member that follows it while the master shows it disconnected, or a member that says it
-  is not clustered while the master shows it connected). Otherwise ``master`` is None and
-  ``master_problem`` says why;
+  view contradicts it (``contradictions``; the rules: :mod:`reconciler.plan.master_acceptance`).
+  Otherwise ``master`` is None and ``master_problem`` or ``contradictions`` say why;
 * **membership** — every member address any readable clustered view lists, deduplicated
   by normalised address (the widest membership the evidence allows: the majority is
   checked against it); **connected** — the members the accepted master's own view shows
@@ -33,24 +31,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.common.addresses import is_ip_address, normalize_address, same_address
+from reconciler.common.addresses import normalize_address, same_address
 from reconciler.observe.snapshot_model import NodeObservation, Observed
-from reconciler.observe.status_evidence import (
-    Clustering,
-    base_gaps,
-    certificates_gap,
-    clustering,
-    in_progress,
-    interface_gap,
-)
+from reconciler.observe.status_evidence import Clustering, clustering, in_progress
 from reconciler.observe.status_model import ClusterStatus, Member, MemberRole, SyncState
+from reconciler.plan.identity import view_gaps
+from reconciler.plan.master_acceptance import accept_master
 from reconciler.spec.model import ClusterSpec, NodeRole
 
 __all__ = [
     "ClusterView",
     "NodeView",
     "build_view",
-    "identity_gap",
     "member_sync",
     "role_of",
 ]
@@ -84,34 +76,6 @@ def member_sync(member: Member) -> str:
     if member.sync is SyncState.NO_MASTER:
         return "no-master"
     return "unknown"
-
-
-def identity_gap(
-    key: str, address: str, role: NodeRole | None, status: ClusterStatus
-) -> str | None:
-    """Why the view cannot be attributed to this node (None: it can, or it cannot be checked).
-
-    A view that lists no members carries no address, so only clustered views are checked.
-    """
-    if clustering(status) is not Clustering.YES or not status.members:
-        return None
-    me = status.me
-    if me is None:
-        if role is NodeRole.CLIENT:
-            return None
-        return (
-            f"its status marks no member `(me)`: it cannot be told whether {key} is a member "
-            "whose own line is missing or a Call Bridge connected as a client"
-        )
-    if same_address(me.address, address):
-        return None
-    if is_ip_address(me.address) != is_ip_address(address):
-        return (
-            f"the spec names it {address} but its status prints itself as {me.address}; a host "
-            "name and an address are matched only by a resolution that can be shown: give the "
-            "address its status prints in the spec"
-        )
-    return f"{key}'s MMP answers as {me.address}: check `mmp_host`"
 
 
 @dataclass(frozen=True)
@@ -226,74 +190,6 @@ def _observation_for(observed: Observed, key: str) -> NodeObservation:
     return NodeObservation(unreachable="not observed")
 
 
-def _gaps(key: str, address: str, role: NodeRole | None, obs: NodeObservation) -> tuple[str, ...]:
-    status = obs.status if obs.reachable else None
-    if status is None:
-        return ()
-    gaps = list(base_gaps(status))
-    who = identity_gap(key, address, role, status)
-    if who is not None:
-        gaps.append(who)
-    return tuple(gaps)
-
-
-def _member_line(status: ClusterStatus, address: str) -> Member | None:
-    return next((m for m in status.members if same_address(m.address, address)), None)
-
-
-def _claim(nv: NodeView) -> str:
-    """What one view says about the master, for a contradiction message."""
-    st = nv.status
-    assert st is not None
-    if st.master is None:
-        return f"{nv.key} sees no master"
-    if st.master.is_me:
-        return f"{nv.key} says it is the master"
-    return f"{nv.key} follows {st.master.address}"
-
-
-def _disagreements(master: NodeView, views: list[NodeView]) -> list[str]:
-    """Usable views that contradict the master's own view (see the module docstring)."""
-    mst = master.status
-    assert mst is not None
-    found: list[str] = []
-    for nv in views:
-        st = nv.status
-        if nv.key == master.key or st is None or not nv.usable:
-            continue
-        shown = _member_line(mst, nv.address)
-        seen = st.master
-        follows = seen is not None and same_address(seen.address, master.address)
-        own = _member_line(st, master.address)
-        own_text = f"`{own.raw}`" if own is not None else "not at all"
-        if shown is not None and shown.connected:
-            if nv.unclustered:
-                found.append(
-                    f"{master.key} shows {nv.key} `{shown.raw}`, but {nv.key}'s own status "
-                    "says it is not clustered"
-                )
-            elif nv.clustered and not follows:
-                found.append(
-                    f"{master.key} shows {nv.key} `{shown.raw}`, but {nv.key} shows "
-                    f"{master.key} {own_text} ({_claim(nv)})"
-                )
-        elif shown is not None and follows:
-            found.append(
-                f"{nv.key} shows {master.key} {own_text}, but {master.key} shows {nv.key} "
-                f"`{shown.raw}`"
-            )
-        if (
-            follows
-            and st.node_in_use is not None
-            and not same_address(st.node_in_use, master.address)
-        ):
-            found.append(
-                f"{nv.key} shows {master.key} as its master but its `Node in use` is "
-                f"{st.node_in_use}"
-            )
-    return found
-
-
 def build_view(spec: ClusterSpec, observed: Observed) -> ClusterView:
     """Join all nodes' statuses into one picture (see the module docstring)."""
     spec_addresses = {normalize_address(n.address) for n in spec.nodes}
@@ -331,7 +227,7 @@ def build_view(spec: ClusterSpec, observed: Observed) -> ClusterView:
             spec_role=n.role,
             observation=(o := observed.get(n.name)),
             line=None,
-            gaps=_gaps(n.name, n.address, n.role, o),
+            gaps=view_gaps(n.name, n.address, n.role, o),
         )
         for n in spec.nodes
     ]
@@ -347,44 +243,11 @@ def build_view(spec: ClusterSpec, observed: Observed) -> ClusterView:
                 spec_role=None,
                 observation=obs,
                 line=None,
-                gaps=_gaps(address, address, NodeRole.DATABASE, obs),
+                gaps=view_gaps(address, address, NodeRole.DATABASE, obs),
             )
         )
 
-    master: str | None = None
-    problem: str | None = None
-    contradictions: list[str] = []
-    if len(masters) == 1:
-        claimed = masters[0]
-        mv = next((v for v in views if same_address(v.address, claimed)), None)
-        label = f"{mv.key} ({claimed})" if mv is not None and mv.key != claimed else claimed
-        mst = mv.status if mv is not None else None
-        me = mst.me if mst is not None else None
-        if mv is None or mst is None:
-            why = mv.observation.why_not if mv is not None else "not observed"
-            problem = f"the master {label} cannot be observed ({why}): its own view is needed"
-        elif mv.gaps or interface_gap(mst) or certificates_gap(mst):
-            gaps = [*mv.gaps, *(g for g in (interface_gap(mst), certificates_gap(mst)) if g)]
-            problem = f"the master {label}'s own status is incomplete: " + "; ".join(gaps)
-        elif me is None or me.role is not MemberRole.MASTER or not me.connected:
-            shown = me.raw if me is not None else "no `(me)` line"
-            claims = [_claim(v) for v in views if v.status is not None and v.clustered]
-            contradictions.append(
-                f"{label} is named master, but its own status shows it `{shown}` ("
-                + "; ".join(claims)
-                + ")"
-            )
-        else:
-            up = sum(1 for m in mst.members if m.connected)
-            if 2 * up <= len(mst.members):
-                contradictions.append(
-                    f"{label} shows itself `{me.raw}`, but its own view shows only {up} of "
-                    f"{len(mst.members)} members connected, and a master needs more than half "
-                    "(A1): a stale claim"
-                )
-            contradictions.extend(_disagreements(mv, views))
-            if not contradictions:
-                master = claimed
+    master, problem, contradictions = accept_master(masters, views)
 
     reference: str | None = None
     connected: frozenset[str] = frozenset()

@@ -7,48 +7,34 @@ It raises :class:`~reconciler.common.errors.SpecError` carrying every diagnostic
 SpecError is every diagnostic rendered, one per line.
 
 Validation runs in two phases: the YAML shape against the pydantic model
-(plus the literal-secret scan), then — only when the shape is valid — the
-cross-field rules and the certificate/key file checks.
+(:mod:`~reconciler.spec.model_errors`, plus the literal-secret scan), then — only
+when the shape is valid — the cross-field rules (:mod:`~reconciler.spec.rules`) and
+the certificate/key file checks (:mod:`~reconciler.spec.file_checks`). A loaded
+spec's files are found with :func:`resolve_spec_path` and read (for the planner and
+status) with :func:`read_local_files`; :func:`spec_digest` names the spec file's bytes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import errno
 import hashlib
 import os
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
 from reconciler.common.diagnostics import Diagnostic, Severity, errors_of, sort_diagnostics
 from reconciler.common.errors import SpecError
-from reconciler.common.file_limits import (
-    CERT_LIMIT,
-    KNOWN_HOSTS_LIMIT,
-    SPEC_LIMIT,
-    FileReadError,
-    read_bounded,
-)
-from reconciler.spec import cert_checks
-from reconciler.spec.cert_checks import CertProblem, Part
+from reconciler.common.file_limits import SPEC_LIMIT, read_bounded
+from reconciler.spec.certificate_rules import certificate_sets
+from reconciler.spec.file_checks import check_spec_files, read_or_reason, resolve_path
 from reconciler.spec.local_file import LocalFile
-from reconciler.spec.model import CertificateSet, ClusterSpec, KeyPair, remote_name
-from reconciler.spec.rules import (
-    certificate_sets,
-    check_secrets,
-    check_spec,
-    looks_inline,
-    redact,
-    secret_paths,
-    secret_values,
-)
+from reconciler.spec.model import ClusterSpec, remote_name
+from reconciler.spec.model_errors import model_diagnostics
+from reconciler.spec.rules import check_spec
+from reconciler.spec.secret_rules import check_secrets, redact, secret_paths, secret_values
 from reconciler.spec.yaml_file import load_yaml_document
 from reconciler.spec.yaml_source import FieldPath, YamlDocument, field_name
 
@@ -108,290 +94,12 @@ def validate_document(doc: YamlDocument) -> tuple[ClusterSpec | None, list[Diagn
     return spec, redact(diagnostics, secret_values(doc.data))
 
 
-# --- pydantic errors -> located diagnostics --------------------------------------
-
-_PATTERN_HELP = {
-    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$": (
-        "must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
-    ),
-    r"^[A-Z_][A-Z0-9_]*$": (
-        "must be the NAME of an environment variable (upper-case letters, digits and '_', "
-        "not starting with a digit), not the password itself; the value is not shown"
-    ),
-    r"^([01]\d|2[0-3]):[0-5]\d$": "must be a time HH:MM between 00:00 and 23:59",
-    r"^([01]\d|2[0-4]):[0-5]\d$": "must be a time HH:MM between 00:00 and 24:00",
-}
-_NO_ECHO_FIELDS = frozenset({"password_env"})
-
-
-def model_diagnostics(
-    doc: YamlDocument, exc: ValidationError, *, skip: set[FieldPath] | None = None
-) -> list[Diagnostic]:
-    """One diagnostic per pydantic error, at the source position of the field."""
-    skip = skip or set()
-    errors = exc.errors(include_url=False)
-    locs = [tuple(e["loc"]) for e in errors]
-    out: list[Diagnostic] = []
-    for error, loc in zip(errors, locs, strict=True):
-        if any(loc[:n] in skip for n in range(1, len(loc) + 1)):
-            continue  # reported by the secret scan, without the value
-        if error["type"] in ("too_short", "too_long") and any(
-            len(other) > len(loc) and other[: len(loc)] == loc for other in locs
-        ):
-            continue  # pydantic counts the failed items; the item errors say more
-        out.append(_model_diagnostic(doc, error, loc))
-    return out
-
-
-def _model_diagnostic(doc: YamlDocument, error: ErrorDetails, loc: FieldPath) -> Diagnostic:
-    kind = error["type"]
-    value = error.get("input")
-    if kind == "extra_forbidden":
-        return doc.error(loc, _unknown_field_message(loc))
-    if kind == "missing":
-        model = _model_at(loc[:-1])
-        desc = ""
-        if model is not None:
-            info = model.model_fields.get(str(loc[-1]))
-            if info is not None and info.description:
-                desc = f": {info.description[0].lower()}{info.description[1:]}"
-        return doc.error(loc, f"missing required field '{loc[-1]}'{desc}")
-    message = _value_message(error, loc)
-    scalar = value is None or isinstance(value, str | int | float | bool)
-    return doc.diagnostic(Severity.ERROR, loc, message, at_value=scalar)
-
-
-def _unknown_field_message(loc: FieldPath) -> str:
-    name = str(loc[-1])
-    model = _model_at(loc[:-1])
-    if model is None:
-        return f"unknown field '{name}'"
-    allowed = list(model.model_fields)
-    close = difflib.get_close_matches(name, allowed, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return f"unknown field '{name}'{hint} (allowed here: {', '.join(allowed)})"
-
-
-def _value_message(error: ErrorDetails, loc: FieldPath) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind == "string_pattern_mismatch" and str(ctx.get("pattern")) in _PATTERN_HELP:
-        text = _PATTERN_HELP[str(ctx["pattern"])]
-    elif kind in ("literal_error", "enum"):
-        text = f"must be one of {ctx.get('expected')}"
-    elif kind == "model_type" or kind == "model_attributes_type":
-        model = _model_at(loc)
-        fields = f" with fields {', '.join(model.model_fields)}" if model else ""
-        text = f"must be a mapping{fields}"
-    elif kind in ("tuple_type", "list_type"):
-        text = "must be a list"
-    else:
-        text = error["msg"]
-        for prefix, replacement in (
-            ("Input should be", "must be"),
-            ("String should", "must"),
-            ("Tuple should", "must"),
-            ("Value should", "must"),
-        ):
-            if text.startswith(prefix):
-                text = replacement + text[len(prefix) :]
-                break
-    if not any(str(part) in _NO_ECHO_FIELDS for part in loc):
-        text += _got(error.get("input"))
-    return text
-
-
-def _got(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", got a mapping"
-    if isinstance(value, list):
-        return ", got a list"
-    if value is None:
-        return ", got nothing (null)"
-    if isinstance(value, bool):
-        return f", got {str(value).lower()}"
-    if isinstance(value, str):
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        return f", got '{shown}'"
-    return f", got {value!r}"[:80]
-
-
-def _model_at(loc: FieldPath) -> type[BaseModel] | None:
-    """The pydantic model class that validates the value at ``loc`` (None if not a model)."""
-    current: Any = ClusterSpec
-    for part in loc:
-        current = _unwrap_optional(current)
-        if isinstance(part, int):
-            args = typing.get_args(current)
-            if typing.get_origin(current) in (tuple, list) and args:
-                current = args[0]
-            else:
-                return None
-        elif isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part)
-            if info is None:
-                return None
-            current = info.annotation
-        else:
-            return None
-    current = _unwrap_optional(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return current
-    return None
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-# --- file checks (I/O) --------------------------------------------------------------
+# --- a loaded spec's files (for the planner and status) ---------------------------
 
 
 def resolve_spec_path(loaded: LoadedSpec, spec_path: str) -> Path:
     """A path written in the spec, relative to the spec file's directory (``~`` expanded)."""
-    return _resolve(loaded.base_dir, spec_path)
-
-
-def _resolve(base_dir: Path, spec_path: str) -> Path:
-    path = Path(spec_path).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def _read(path: Path, limit: int = CERT_LIMIT) -> bytes | str:
-    """The file's bytes (a regular file, at most ``limit``), or why it cannot be read."""
-    try:
-        return read_bounded(path, limit, "file")
-    except FileReadError as exc:
-        return _reason(exc)
-
-
-def _reason(exc: FileReadError) -> str:
-    if exc.missing:
-        return f"does not exist (looked for {exc.path})"
-    if exc.errno == errno.EISDIR:
-        return f"is a directory, not a file ({exc.path})"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"cannot be read: permission denied ({exc.path})"
-    return f"cannot be read: {exc.reason} ({exc.path})"
-
-
-class _FileChecker:
-    """Reads each file once and reports each problem of a file once."""
-
-    def __init__(self, doc: YamlDocument, base_dir: Path, now: dt.datetime) -> None:
-        self.doc = doc
-        self.base_dir = base_dir
-        self.now = now
-        self.out: list[Diagnostic] = []
-        self._cache: dict[tuple[Path, int], bytes | str] = {}
-        self._reported: set[tuple[Path, str]] = set()
-
-    def read(self, spec_path: str, limit: int = CERT_LIMIT) -> bytes | str:
-        path = _resolve(self.base_dir, spec_path)
-        if (path, limit) not in self._cache:
-            self._cache[path, limit] = _read(path, limit)
-        return self._cache[path, limit]
-
-    def report(self, severity: Severity, field: FieldPath, spec_path: str, message: str) -> None:
-        key = (_resolve(self.base_dir, spec_path), f"{severity}:{message}")
-        if key in self._reported:
-            return
-        self._reported.add(key)
-        self.out.append(
-            self.doc.diagnostic(severity, field, f"{spec_path}: {message}", at_value=True)
-        )
-
-    def readable(self, field: FieldPath, spec_path: str, what: str) -> bytes | None:
-        if looks_inline(spec_path):
-            return None  # pasted content, reported by check_secrets, never quoted
-        data = self.read(spec_path)
-        if isinstance(data, str):
-            self.report(Severity.ERROR, field, spec_path, f"{what} file {data}")
-            return None
-        return data
-
-    def key_permissions(self, field: FieldPath, spec_path: str) -> None:
-        try:
-            mode = _resolve(self.base_dir, spec_path).stat().st_mode
-        except OSError:
-            return
-        problem = cert_checks.key_permission_problem(mode)
-        if problem is not None:
-            self.report(problem.severity, field, spec_path, problem.message)
-
-    def certificate_set(self, path: FieldPath, certs: CertificateSet, warning_days: int) -> None:
-        ca_field = (*path, "ca")
-        ca_bytes = self.readable(ca_field, certs.ca, "CA certificate")
-        ca = None
-        if ca_bytes is not None:
-            ca, problems = cert_checks.check_ca(ca_bytes, now=self.now, warning_days=warning_days)
-            for problem in problems:
-                self.report(problem.severity, ca_field, certs.ca, problem.message)
-        pairs: list[tuple[str, KeyPair, str | None]] = []
-        if certs.server is not None:
-            pairs.append(("server", certs.server, None))
-        pairs.append(("client", certs.client, cert_checks.CLIENT_CN))
-        for name, pair, expected_cn in pairs:
-            what = f"{name} certificate"
-            cert_field = (*path, name, "cert")
-            key_field = (*path, name, "key")
-            cert_bytes = self.readable(cert_field, pair.cert, what)
-            key_bytes = self.readable(key_field, pair.key, f"{name} key")
-            if key_bytes is not None:
-                self.key_permissions(key_field, pair.key)
-            problems = cert_checks.check_pair(
-                cert_bytes,
-                key_bytes,
-                ca=ca,
-                now=self.now,
-                warning_days=warning_days,
-                expected_cn=expected_cn,
-                what=what,
-            )
-            for problem in problems:
-                self._report_problem(problem, cert_field, key_field, pair)
-
-    def _report_problem(
-        self, problem: CertProblem, cert_field: FieldPath, key_field: FieldPath, pair: KeyPair
-    ) -> None:
-        if problem.part is Part.KEY:
-            self.report(problem.severity, key_field, pair.key, problem.message)
-        else:
-            self.report(problem.severity, cert_field, pair.cert, problem.message)
-
-
-def check_spec_files(
-    doc: YamlDocument, spec: ClusterSpec, base_dir: Path, *, now: dt.datetime
-) -> list[Diagnostic]:
-    """Certificates, keys, ssh.key and known_hosts named by a valid spec (reads files)."""
-    checker = _FileChecker(doc, base_dir, now)
-    for path, certs in certificate_sets(spec):
-        checker.certificate_set(path, certs, spec.policy.cert_expiry_warning_days)
-    ssh_key = spec.ssh.key
-    if ssh_key is not None and checker.readable(("ssh", "key"), ssh_key, "ssh key") is not None:
-        checker.key_permissions(("ssh", "key"), ssh_key)
-    known_hosts = checker.read(spec.ssh.known_hosts, KNOWN_HOSTS_LIMIT)
-    if isinstance(known_hosts, str) and not known_hosts.startswith("does not exist"):
-        checker.report(
-            Severity.ERROR, ("ssh", "known_hosts"), spec.ssh.known_hosts, f"file {known_hosts}"
-        )
-    elif isinstance(known_hosts, str):
-        checker.report(
-            Severity.WARNING,
-            ("ssh", "known_hosts"),
-            spec.ssh.known_hosts,
-            f"known_hosts file {known_hosts}; the live transport needs it to verify the MMP "
-            f"host keys (collect them with `ssh-keyscan -p {spec.ssh.port} <mmp host>` and "
-            "check the fingerprints)",
-        )
-    return checker.out
-
-
-# --- for the planner and status ---------------------------------------------------
+    return resolve_path(loaded.base_dir, spec_path)
 
 
 def read_local_files(loaded: LoadedSpec) -> dict[str, LocalFile]:
@@ -411,7 +119,7 @@ def read_local_files(loaded: LoadedSpec) -> dict[str, LocalFile]:
             if spec_path in files:
                 continue
             local = resolve_spec_path(loaded, spec_path)
-            data = _read(local)
+            data = read_or_reason(local)
             if isinstance(data, str):
                 problems.append(
                     Diagnostic(
@@ -442,9 +150,7 @@ def spec_digest(path: Path) -> str:
 
 __all__ = [
     "LoadedSpec",
-    "check_spec_files",
     "load_spec",
-    "model_diagnostics",
     "read_local_files",
     "resolve_spec_path",
     "spec_digest",

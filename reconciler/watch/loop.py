@@ -1,10 +1,12 @@
-"""`reconcile watch`: one level-triggered loop per cluster, and the supervisor over them.
+"""`reconcile watch`: the level-triggered loop of one cluster, :class:`ClusterLoop`.
 
-Every cycle of a :class:`ClusterLoop` reloads the spec file, observes the
-cluster, plans, decides what may be applied (:func:`decide`), applies it in
-heal mode, and logs one summary line. Cycles run on a fixed cadence with
-jitter and are woken early (:meth:`ClusterLoop.wake`) when the spec or a file
-it names changes. All I/O goes through a :class:`ClusterRunner`, so the loop's
+Every cycle of a :class:`ClusterLoop` reloads the spec file
+(:class:`~reconciler.watch.spec_reload.SpecReloader`), observes the cluster,
+plans, decides what may be applied (:func:`decide`), applies it in heal mode, and
+reports the cycle (:mod:`reconciler.watch.cycle_report`). Cycles run on a fixed
+cadence with jitter and are woken early (:meth:`ClusterLoop.wake`) when the spec
+or a file it names changes. All I/O goes through a
+:class:`~reconciler.watch.runner_interface.ClusterRunner`, so the loop's
 decisions are unit-tested with an injected fake.
 
 Invariants (also in ``docs/watch.md``):
@@ -29,103 +31,27 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
 
 import structlog
 
-from reconciler.common.diagnostics import Diagnostic
 from reconciler.common.errors import ReconcilerError, SpecError
 from reconciler.observe.snapshot_model import Observed
-from reconciler.plan.model import Plan, Step
-from reconciler.spec.loader import LoadedSpec
+from reconciler.plan.model import Plan
 from reconciler.watch.backoff import BackoffPolicy, RetryState, jittered
+from reconciler.watch.cycle_report import CycleSummary, MetricsRecorder, PlanLog, log_summary
 from reconciler.watch.decision import Decision, Mode, decide
 from reconciler.watch.metrics import HealthState, WatchMetrics
+from reconciler.watch.runner_interface import ApplyOutcome, ClusterRunner, Revision, short_digest
+from reconciler.watch.spec_reload import SpecReloader
 from reconciler.watch.windows import destructive_allowed, next_window_opening
 
 log = structlog.get_logger("reconciler.watch")
 
 SUPERVISOR = "supervisor"
-
-
-# --- what the loop needs from the outside world -------------------------------------
-
-
-@dataclass(frozen=True)
-class Revision:
-    """A valid spec as loaded, with the digest that identifies this revision.
-
-    ``digest`` covers the spec file and every file it names (a renewed certificate
-    committed without a spec change is a new revision too).
-    """
-
-    loaded: LoadedSpec
-    digest: str
-    files: tuple[Path, ...] = ()  # local files the spec names (their directories are watched)
-
-    @property
-    def cluster(self) -> str:
-        return self.loaded.spec.cluster
-
-
-@dataclass(frozen=True)
-class ApplyOutcome:
-    applied: int  # steps that ran and reached their expected result
-    failed: int  # steps that failed (0 or 1: the executor stops at the first failure)
-    error: str | None = None  # why the apply stopped early, if it did
-    lock_held: bool = False  # another apply holds the cluster lock: nothing was run
-    drift: bool = False  # a step's facts changed before it ran: re-plan, not a failure
-    stopped: bool = False  # the stop flag was seen between steps
-
-
-class ClusterRunner(Protocol):
-    """The loop's I/O: spec files, observation, planning, verdict, apply."""
-
-    def load(self, path: Path) -> Revision:
-        """Load and validate; raises SpecError with every diagnostic."""
-        ...
-
-    def fingerprint(self, path: Path, last: Revision | None) -> str:
-        """Cheap digest of the spec file and the files ``last`` names (no validation).
-
-        Contract: equals ``last.digest`` while neither changed since ``last`` was loaded."""
-        ...
-
-    async def observe(self, revision: Revision) -> Observed: ...
-
-    def plan(self, revision: Revision, observed: Observed) -> Plan: ...
-
-    def verdict(self, revision: Revision, observed: Observed, plan: Plan) -> str:
-        """converged / drifted / degraded / no_master."""
-        ...
-
-    async def apply(
-        self,
-        revision: Revision,
-        observed: Observed,
-        plan: Plan,
-        steps: tuple[Step, ...],
-        stop: asyncio.Event,
-    ) -> ApplyOutcome:
-        """Run ``steps`` (a prefix of ``plan.steps``) under the cluster lock.
-
-        Checks ``stop`` between steps and returns with ``stopped`` when set."""
-        ...
-
-    def certificate_days(self, revision: Revision, now: datetime) -> dict[str, float]:
-        """Days until each certificate file the spec names expires."""
-        ...
-
-    async def close(self) -> None:
-        """The loop ends: release connections kept between cycles."""
-        ...
-
-
-# --- configuration and results ------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -136,54 +62,6 @@ class WatchConfig:
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     followup_delay: float = 2.0  # after an apply, look again this soon ...
     max_followups: int = 5  # ... at most this many times in a row
-
-
-@dataclass(frozen=True)
-class CycleSummary:
-    """What one cycle did; logged as the summary line and fed to the metrics."""
-
-    cluster: str
-    verdict: str
-    mode: Mode
-    paused: bool
-    spec_valid: bool
-    in_window: bool
-    pending: int = 0
-    applied: int = 0
-    failed: int = 0
-    held_because: str | None = None
-    outcome: str = "ok"  # ok / invalid_spec / observe_failed / plan_failed / apply_failed
-    digest: str | None = None
-    duration: float = 0.0
-    planned: bool = False  # observation and planning succeeded
-    applied_anything: bool = False
-
-    def log_fields(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "cluster": self.cluster,
-            "verdict": self.verdict,
-            "mode": self.mode.value,
-            "pending": self.pending,
-            "applied": self.applied,
-            "failed": self.failed,
-            "paused": self.paused,
-            "duration_s": round(self.duration, 3),
-            "outcome": self.outcome,
-        }
-        if not self.spec_valid:
-            fields["spec"] = "INVALID: last valid spec in force"
-        if self.held_because:
-            fields["held"] = self.held_because
-        if self.digest:
-            fields["revision"] = self.digest[:12]
-        return fields
-
-
-def _short(digest: str | None) -> str | None:
-    return digest[:12] if digest else None
-
-
-# --- one cluster ---------------------------------------------------------------------
 
 
 class ClusterLoop:
@@ -208,27 +86,29 @@ class ClusterLoop:
         self.metrics = metrics
         self.health = health
         self.stop_event = asyncio.Event()
-        self._claim = claim
+        self.spec_file = SpecReloader(path, runner, claim=claim)
         self._now = now
         self._monotonic = monotonic
         self._rand = rand
         self._wake = asyncio.Event()
-        self.current: Revision | None = None  # the last valid revision: the one enforced
         self.retry = RetryState()
         self.applying = False
         self.cycles = 0
         self.last_summary: CycleSummary | None = None
-        self._fingerprint: str | None = None
-        self._reported_invalid: str | None = None  # fingerprint whose diagnostics were logged
-        self._last_plan_signature: tuple[object, ...] | None = None
+        self._plan_log = PlanLog()
+        self._recorder = MetricsRecorder(metrics) if metrics is not None else None
         self._followups = 0
-        self._metrics_name: str | None = None
 
     # --- identity -------------------------------------------------------------------
     @property
+    def current(self) -> Revision | None:
+        """The last valid revision: the one enforced."""
+        return self.spec_file.current
+
+    @property
     def name(self) -> str:
         """The cluster's name once a valid spec was loaded, else the file's stem."""
-        return self.current.cluster if self.current else self.path.stem
+        return self.spec_file.name
 
     @property
     def health_key(self) -> str:
@@ -245,10 +125,7 @@ class ClusterLoop:
 
     def files_changed(self) -> bool:
         """Has the spec file or a file it names changed since the last cycle read them?"""
-        try:
-            return self.runner.fingerprint(self.path, self.current) != self._fingerprint
-        except OSError:
-            return True
+        return self.spec_file.files_changed()
 
     # --- the loop -------------------------------------------------------------------
     async def run(self) -> None:
@@ -307,8 +184,9 @@ class ClusterLoop:
         summary = replace(summary, duration=self._monotonic() - started)
         self.cycles += 1
         self.last_summary = summary
-        self._log_summary(summary)
-        self._record(summary)
+        log_summary(summary)
+        if self._recorder is not None:
+            self._recorder.record(summary, self.current, self.runner, self._now)
         self._beat()
         return summary
 
@@ -340,13 +218,13 @@ class ClusterLoop:
         try:
             plan = self.runner.plan(revision, observed)
         except SpecError as exc:
-            self._log_diagnostics("files named by the spec are unusable", exc)
+            self.spec_file.log_diagnostics("files named by the spec are unusable", exc)
             return replace(base, outcome="plan_failed")
         except ReconcilerError as exc:
             log.error("planning failed", cluster=self.name, error=str(exc))
             return replace(base, outcome="plan_failed")
         verdict = self.runner.verdict(revision, observed, plan)
-        self._log_plan_if_new(plan)
+        self._plan_log.log_if_new(self.name, plan)
         wait = self.retry.waiting(revision.digest, self._monotonic())
         decision = decide(
             plan,
@@ -380,7 +258,7 @@ class ClusterLoop:
             cluster=self.name,
             steps=[s.id for s in decision.to_apply],
             held=len(decision.pending),
-            revision=_short(revision.digest),
+            revision=short_digest(revision.digest),
         )
         self.applying = True
         heartbeat = asyncio.create_task(self._beat_while_applying())
@@ -425,93 +303,16 @@ class ClusterLoop:
         self.retry = self.retry.succeeded(revision.digest)
         return summary
 
-    # --- spec reloading -------------------------------------------------------------
+    # --- spec reloading and reporting -----------------------------------------------
     def _reload(self) -> bool:
-        """Load the spec file; keep the last valid revision when it is invalid."""
-        try:
-            self._fingerprint = self.runner.fingerprint(self.path, self.current)
-        except OSError:
-            self._fingerprint = None
-        try:
-            revision = self.runner.load(self.path)
-        except SpecError as exc:
-            if self._reported_invalid != self._fingerprint or self._fingerprint is None:
-                self._reported_invalid = self._fingerprint
-                self._log_diagnostics("spec invalid", exc)
-            return False
-        if self._claim is not None:
-            owner = self._claim(revision.cluster, self.path)
-            if owner is not None:
-                if self._reported_invalid != self._fingerprint:
-                    self._reported_invalid = self._fingerprint
-                    log.error(
-                        "spec invalid: cluster already watched from another file",
-                        cluster=revision.cluster,
-                        file=str(self.path),
-                        other=str(owner),
-                        kept="last valid spec stays in force"
-                        if self.current
-                        else "nothing enforced",
-                    )
-                return False
-        self._reported_invalid = None
-        # What was loaded is what the next change check compares against.
-        self._fingerprint = revision.digest
-        for warning in revision.loaded.warnings:
-            if self.current is None or self.current.digest != revision.digest:
-                log.warning("spec warning", cluster=revision.cluster, diagnostic=warning.render())
-        if self.current is None or self.current.digest != revision.digest:
-            log.info(
-                "spec loaded",
-                cluster=revision.cluster,
-                file=str(self.path),
-                revision=_short(revision.digest),
-                previous=_short(self.current.digest if self.current else None),
-            )
-            self._last_plan_signature = None
-        self.current = revision
-        return True
+        """Reload the spec file (the last valid revision stays when it is invalid)."""
+        previous = self.spec_file.current
+        valid = self.spec_file.reload()
+        current = self.spec_file.current
+        if current is not None and (previous is None or previous.digest != current.digest):
+            self._plan_log.forget()  # a new revision: its plan is logged even if unchanged
+        return valid
 
-    def _log_diagnostics(self, event: str, exc: SpecError) -> None:
-        kept = "last valid spec stays in force" if self.current else "nothing enforced yet"
-        diagnostics: Sequence[object] = exc.diagnostics or (str(exc),)
-        log.error(event, cluster=self.name, file=str(self.path), errors=len(diagnostics), kept=kept)
-        for d in diagnostics:
-            text = d.render() if isinstance(d, Diagnostic) else str(d)
-            log.error("diagnostic", cluster=self.name, diagnostic=text)
-
-    def _log_plan_if_new(self, plan: Plan) -> None:
-        """Drift and steps are logged when they change, not every cycle."""
-        signature = (
-            plan.drift,
-            tuple((s.node, s.action, s.command) for s in plan.steps),
-            tuple(b.reason for b in plan.blocked),
-        )
-        if signature == self._last_plan_signature:
-            return
-        self._last_plan_signature = signature
-        if not plan.steps and not plan.drift and not plan.blocked:
-            log.info("no drift", cluster=self.name)
-            return
-        for line in plan.drift:
-            log.info("drift", cluster=self.name, detail=line)
-        for step in plan.steps:
-            log.info(
-                "planned step",
-                cluster=self.name,
-                step=step.id,
-                node=step.node,
-                action=step.action.value,
-                command=step.command,
-                destructive=step.destructive,
-                procedure=step.procedure,
-            )
-        for blocked in plan.blocked:
-            log.warning("blocked", cluster=self.name, node=blocked.node, reason=blocked.reason)
-        for warning in plan.warnings:
-            log.warning("plan warning", cluster=self.name, detail=warning)
-
-    # --- reporting ------------------------------------------------------------------
     def _summary(
         self,
         *,
@@ -532,37 +333,3 @@ class ClusterLoop:
             outcome=outcome,
             digest=digest,
         )
-
-    def _log_summary(self, s: CycleSummary) -> None:
-        event = "cycle PAUSED (policy.paused: observe and report only)" if s.paused else "cycle"
-        fields = s.log_fields()
-        if s.outcome != "ok" or s.failed:
-            log.warning(event, **fields)
-        else:
-            log.info(event, **fields)
-
-    def _record(self, s: CycleSummary) -> None:
-        if self.metrics is None:
-            return
-        m = self.metrics
-        if self._metrics_name not in (None, s.cluster):
-            m.forget_cluster(self._metrics_name)  # the file now names another cluster
-        self._metrics_name = s.cluster
-        if s.planned or self.current is None:
-            m.set_state(s.cluster, s.verdict)
-        m.set_flags(s.cluster, paused=s.paused, spec_valid=s.spec_valid, in_window=s.in_window)
-        m.record_cycle(
-            s.cluster,
-            outcome=s.outcome,
-            pending=s.pending,
-            applied=s.applied,
-            failed=s.failed,
-            success_time=time.time() if s.planned else None,
-        )
-        if self.current is not None:
-            try:
-                days = self.runner.certificate_days(self.current, self._now())
-            except OSError as exc:
-                log.warning("certificate expiry not readable", cluster=s.cluster, error=str(exc))
-            else:
-                m.set_certificate_days(s.cluster, days)

@@ -1,7 +1,7 @@
 """The watch loop's I/O for one spec file: :class:`LiveClusterRunner`.
 
 The same spec loader, observer, planner, verdict, executor, lock, audit log and
-journal as `reconcile apply`, behind :class:`reconciler.watch.loop.ClusterRunner`.
+journal as `reconcile apply`, behind :class:`reconciler.watch.runner_interface.ClusterRunner`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from pathlib import Path
 import structlog
 
 from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
-from reconciler.apply.executor import Executor, ExecutorOptions
-from reconciler.apply.locks.backend import acquire_lock
+from reconciler.apply.executor import Executor
+from reconciler.apply.locks.acquire import acquire_lock
+from reconciler.apply.options import ExecutorOptions
 from reconciler.apply.state_dir import default_state_dir
 from reconciler.common.errors import DriftError, LockHeldError, ReconcilerError
 from reconciler.common.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
@@ -31,13 +32,13 @@ from reconciler.plan.model import Plan, Step
 from reconciler.plan.planner import plan as make_plan
 from reconciler.plan.verdict import cluster_verdict
 from reconciler.spec.cert_checks import CertFormatError, certificate_expiry
+from reconciler.spec.certificate_rules import certificate_sets
 from reconciler.spec.loader import load_spec, read_local_files, resolve_spec_path, spec_digest
 from reconciler.spec.local_file import LocalFile
-from reconciler.spec.rules import certificate_sets
 from reconciler.transport.bounded import BoundedTransport
 from reconciler.transport.interface import Transport
 from reconciler.transport.ssh import SshSettings, SshTransport
-from reconciler.watch.loop import ApplyOutcome, Revision
+from reconciler.watch.runner_interface import ApplyOutcome, Revision
 
 log = structlog.get_logger("reconciler.watch")
 
@@ -54,7 +55,7 @@ def _file_digest(path: Path, limit: int = CERT_LIMIT) -> str:
 
 @dataclass
 class LiveClusterRunner:
-    """:class:`reconciler.watch.loop.ClusterRunner` over SSH, for one spec file."""
+    """:class:`reconciler.watch.runner_interface.ClusterRunner` over SSH, for one spec file."""
 
     state_dir: Path | None  # None: `.reconcile/` next to the spec, as `reconcile apply`
     ssh_limit: asyncio.Semaphore

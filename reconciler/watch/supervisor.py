@@ -11,8 +11,9 @@ from pathlib import Path
 import structlog
 
 from reconciler.spec.discovery import discover_specs
-from reconciler.watch.loop import SUPERVISOR, ClusterLoop, ClusterRunner, WatchConfig
+from reconciler.watch.loop import SUPERVISOR, ClusterLoop, WatchConfig
 from reconciler.watch.metrics import HealthState, WatchMetrics
+from reconciler.watch.runner_interface import ClusterRunner
 from reconciler.watch.triggers import symlink_parents
 
 log = structlog.get_logger("reconciler.watch")

@@ -18,8 +18,8 @@ import pytest
 from e2e.lab_harness import E2ELab, lab_fixture
 from servers import running_etcd, running_postgres
 
-from e2e_watch.watch_harness import N1, WatchProcess, is_cycle, move_master_away
-from reconciler.apply.locks.backend import acquire_lock
+from e2e_watch.watch_harness import N1, Event, WatchProcess, is_cycle, move_master_away
+from reconciler.apply.locks.acquire import acquire_lock
 
 pytestmark = pytest.mark.lab
 LAB_BASE = "127.0.43.1"
@@ -34,15 +34,45 @@ def lab(lock_url: str) -> Iterator[E2ELab]:
 
 
 @pytest.fixture(scope="module", params=["etcd", "postgresql"])
-def lock_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    if request.param == "etcd":
-        with running_etcd(tmp_path_factory.mktemp("etcd"), LOCK_HOST, "/cms-reconciler") as url:
+def lock_kind(request: pytest.FixtureRequest) -> str:
+    """The lock backend under test (each test runs once for etcd, once for PostgreSQL)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def lock_url(lock_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with lock_server(lock_kind, LOCK_HOST, tmp_path_factory.mktemp(lock_kind)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def lock_server(kind: str, host: str, data: Path) -> Iterator[str]:
+    """A lock server of ``kind`` (etcd or postgresql) on ``host``; yields its lock URL."""
+    if kind == "etcd":
+        with running_etcd(data, host, "/cms-reconciler") as url:
             yield url
     else:
-        with running_postgres(LOCK_HOST) as url:
+        with running_postgres(host) as url:
             yield url
+
+
+def healer(lab: E2ELab, spec: Path, lock_url: str, state: Path) -> WatchProcess:
+    """`reconcile watch --mode heal` on ``lock_url`` with its own state directory."""
+    args = ("--mode", "heal", "--interval", "2", "--lock", lock_url, "--state-dir", str(state))
+    return WatchProcess(lab, spec, *args)
+
+
+def drifted(lab: E2ELab) -> Path:
+    """The converged lab's spec, with the master moved away: healing it is several steps."""
+    spec = lab.spec(3, name="two-writers.yaml", policy={"allow_master_move": True})
+    assert lab.apply(spec).code == 0
+    move_master_away(lab)
+    return spec
+
+
+def step_started(e: Event) -> bool:
+    """A watcher's log line saying an apply step started."""
+    return e["event"] == "apply" and str(e["detail"]).endswith(" ...")
 
 
 def audit_entries(state: Path) -> list[dict[str, object]]:
@@ -53,19 +83,18 @@ def audit_entries(state: Path) -> list[dict[str, object]]:
 
 
 def test_two_watchers_with_a_shared_lock_only_one_acts(
-    lab: E2ELab, lock_url: str, tmp_path: Path
+    lab: E2ELab, lock_kind: str, lock_url: str, tmp_path: Path
 ) -> None:
     spec = lab.spec(3, name="two-writers.yaml")  # a fresh lab: nothing is clustered yet
     states = [tmp_path / "host-a", tmp_path / "host-b"]
-    common = ("--mode", "heal", "--interval", "2", "--lock", lock_url)
     # An on-call engineer's apply holds the lock while both watchers start: both must meet
     # it, name the holder and wait; once it lets go, exactly one of them acts.
     manual = acquire_lock(
         lock_url, state_dir=tmp_path / "manual", cluster="cmslab", run_id="oncall"
     )
     with (
-        WatchProcess(lab, spec, *common, "--state-dir", str(states[0])) as a,
-        WatchProcess(lab, spec, *common, "--state-dir", str(states[1])) as b,
+        healer(lab, spec, lock_url, states[0]) as a,
+        healer(lab, spec, lock_url, states[1]) as b,
     ):
         for w in (a, b):
             refused = w.wait_for(lambda e: e["event"] == "apply skipped: lock held", 120)
@@ -91,58 +120,45 @@ def test_two_watchers_with_a_shared_lock_only_one_acts(
     assert len(sent) == len(set(sent)), sent
     acting = [state.name for state in states if audit_entries(state)]
     assert len(acting) == 1, acting
-    backend = "etcd" if lock_url.startswith("etcd") else "postgresql"
     held = [str(e["detail"]) for e in events if e["event"] == "apply skipped: lock held"]
-    assert all(backend in d for d in held), held  # every refusal names the backend
+    assert all(lock_kind in d for d in held), held  # every refusal names the backend
     assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
 
 
 def test_a_holder_killed_mid_apply_is_taken_over_once_its_lock_expires(
-    lab: E2ELab, lock_url: str, tmp_path: Path
+    lab: E2ELab, lock_kind: str, lock_url: str, tmp_path: Path
 ) -> None:
-    spec = lab.spec(3, name="two-writers.yaml", policy={"allow_master_move": True})
-    assert lab.apply(spec).code == 0
-    move_master_away(lab)  # drift: the master move back is several steps
-    common = ("--mode", "heal", "--interval", "2", "--lock", lock_url)
-    first = WatchProcess(lab, spec, *common, "--state-dir", str(tmp_path / "host-a"))
-    with first:
-        first.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+    spec = drifted(lab)
+    with healer(lab, spec, lock_url, tmp_path / "host-a") as first:
+        first.wait_for(step_started, 180)
         first.proc.kill()  # SIGKILL: no release; the lease / session must end it
         first.proc.wait(30)
         killed = time.monotonic()
-    second = WatchProcess(lab, spec, *common, "--state-dir", str(tmp_path / "host-b"))
-    with second:
-        second.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+    with healer(lab, spec, lock_url, tmp_path / "host-b") as second:
+        second.wait_for(step_started, 180)
         took_over = time.monotonic()
         second.wait_for(is_cycle("converged"), 300)
-    print(f"took over {took_over - killed:.1f} s after SIGKILL ({lock_url.split(':')[0]})")
+    print(f"took over {took_over - killed:.1f} s after SIGKILL ({lock_kind})")
     assert lab.rows()[N1]["role"] == "master"
     assert lab.reconcile("plan", spec, "--detailed-exitcode").code == 0
 
 
 def test_the_lock_server_stopped_mid_apply_stops_the_apply_before_its_next_step(
-    lab: E2ELab, lock_url: str, tmp_path: Path
+    lab: E2ELab, lock_kind: str, tmp_path: Path
 ) -> None:
-    spec = lab.spec(3, name="two-writers.yaml", policy={"allow_master_move": True})
-    assert lab.apply(spec).code == 0
-    move_master_away(lab)  # drift: the master move back is several steps
+    spec = drifted(lab)
     with contextlib.ExitStack() as server:  # a lock server of the same kind, for this test
-        if lock_url.startswith("etcd"):
-            url = server.enter_context(running_etcd(tmp_path, STOPPED_HOST, "/cms-reconciler"))
-        else:
-            url = server.enter_context(running_postgres(STOPPED_HOST))
-        w = WatchProcess(lab, spec, "--mode", "heal", "--interval", "2", "--lock", url,
-                         "--state-dir", str(tmp_path / "host"))  # fmt: skip
-        with w:
-            w.wait_for(lambda e: e["event"] == "apply" and e["detail"].endswith(" ..."), 180)
+        url = server.enter_context(lock_server(lock_kind, STOPPED_HOST, tmp_path))
+        with healer(lab, spec, url, tmp_path / "host") as w:
+            w.wait_for(step_started, 180)
             server.close()  # the lock server goes away while the apply runs
             failed = w.wait_for(lambda e: e["event"] == "apply failed", 120)
             mark = w.mark()
             time.sleep(3)  # a few more cycles without a lock server
             later = w.events()[mark:]
-        started = [e for e in w.events() if e["event"] == "apply" and e["detail"].endswith(" ...")]
+        started = [e for e in w.events() if step_started(e)]
     assert "lock" in str(failed["error"]), failed  # it says why
-    assert not [e for e in later if e["event"] == "apply" and e["detail"].endswith(" ...")]
+    assert not [e for e in later if step_started(e)]
     # every step that started, started before the loss was noticed
     assert started and all(e["timestamp"] <= failed["timestamp"] for e in started), started
     # Leave the lab converged for the next test (no lock server needed for a plain apply).

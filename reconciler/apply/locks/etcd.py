@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -29,14 +28,8 @@ from typing import Any
 import httpx
 import structlog
 
-from reconciler.apply.locks.backend import (
-    NOTHING_TO_BREAK,
-    PASSWORD_ENV,
-    TOKEN_ENV,
-    LockInfo,
-    LockUrl,
-    ReleasedOnExit,
-)
+from reconciler.apply.locks.held import NOTHING_TO_BREAK, LockInfo, RenewedLock
+from reconciler.apply.locks.url import PASSWORD_ENV, TOKEN_ENV, LockUrl
 from reconciler.common.errors import LockHeldError, LockLostError, ReconcilerError
 
 log = structlog.get_logger(__name__)
@@ -90,24 +83,20 @@ class EtcdClient:
         self._http.close()
 
 
-class EtcdLock(ReleasedOnExit):
-    """A held etcd lock (see the module docstring)."""
+class EtcdLock(RenewedLock):
+    """A held etcd lock (see the module docstring); the renewal is the lease keepalive."""
+
+    JOIN_TIMEOUT = REQUEST_TIMEOUT + 1
 
     def __init__(
         self, client: EtcdClient, key: str, lease: str, token: int, info: LockInfo, ttl: float
     ) -> None:
+        super().__init__(info, ttl, thread_name=f"etcd lease {info.cluster}")
         self.client = client
         self.key = key
         self.lease = lease
         self._token = token
-        self.info = info
-        self.ttl = ttl
-        self.lost: str | None = None
-        self._stopped = threading.Event()
         self._last_ok = time.monotonic()
-        self._renewer = threading.Thread(
-            target=self._keepalive_loop, name=f"etcd lease {info.cluster}", daemon=True
-        )
 
     @property
     def backend(self) -> str:
@@ -164,35 +153,29 @@ class EtcdLock(ReleasedOnExit):
             raise
         token = int(answer["header"]["revision"])
         held = cls(client, key, lease, token, info, ttl)
-        held._renewer.start()
+        held._start_renewal()
         log.info("lock acquired", cluster=cluster, lock=held.backend, token=token, lease=lease)
         return held
 
     # ---------------------------------------------------------------- renewal
-    def _keepalive_loop(self) -> None:
-        interval = max(0.2, self.ttl / 3)
-        while not self._stopped.wait(interval):
-            try:
-                answer = self.client.call("/v3/lease/keepalive", {"ID": self.lease})
-            except ReconcilerError as exc:
-                if time.monotonic() - self._last_ok >= self.ttl:
-                    self._lose(f"no keepalive succeeded for {self.ttl:g}s ({exc})")
-                    return
-                log.warning("etcd keepalive failed", lock=self.backend, error=str(exc))
-                continue
-            if int(answer.get("result", {}).get("TTL", 0) or 0) <= 0:
-                self._lose(f"its lease {self.lease} expired")
-                return
-            self._last_ok = time.monotonic()
+    def _renew_once(self) -> bool:
+        """One lease keepalive; a failure counts only once none succeeded for a whole TTL."""
+        try:
+            answer = self.client.call("/v3/lease/keepalive", {"ID": self.lease})
+        except ReconcilerError as exc:
+            if time.monotonic() - self._last_ok >= self.ttl:
+                self._lose(f"no keepalive succeeded for {self.ttl:g}s ({exc})")
+                return False
+            log.warning("etcd keepalive failed", lock=self.backend, error=str(exc))
+            return True
+        if int(answer.get("result", {}).get("TTL", 0) or 0) <= 0:
+            self._lose(f"its lease {self.lease} expired")
+            return False
+        self._last_ok = time.monotonic()
+        return True
 
-    def _lose(self, why: str) -> None:
-        self.lost = f"lost the lock {self.backend}: {why}"
-        log.error("lock lost", lock=self.backend, reason=why)
-
-    def verify(self) -> None:
-        """Raise LockLostError unless the key is still ours (same create_revision, lease)."""
-        if self.lost is not None:
-            raise LockLostError(self.lost)
+    def _check_held(self) -> None:
+        """The key is still ours (same create_revision) and its lease was kept alive."""
         try:
             answer = self.client.call("/v3/kv/range", {"key": _b64(self.key)})
         except ReconcilerError as exc:
@@ -208,15 +191,8 @@ class EtcdLock(ReleasedOnExit):
             )
         elif time.monotonic() - self._last_ok >= self.ttl:
             self._lose(f"no keepalive succeeded for {self.ttl:g}s")
-        if self.lost is not None:
-            raise LockLostError(self.lost)
 
-    def release(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        if self._renewer.is_alive() and self._renewer is not threading.current_thread():
-            self._renewer.join(timeout=REQUEST_TIMEOUT + 1)
+    def _let_go(self) -> None:
         with_suppressed_revoke(self.client, self.lease)  # deletes the key with its lease
         self.client.close()
         log.info("lock released", lock=self.backend, run_id=self.info.run_id)

@@ -20,23 +20,20 @@ import socket
 import threading
 import uuid
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
 
-from reconciler.apply.locks.backend import LockInfo, ReleasedOnExit
+from reconciler.apply.locks.held import LockInfo, RenewedLock, now_utc
 from reconciler.common.errors import LockHeldError, LockLostError, StaleLockError
 
-__all__ = ["DEFAULT_TTL_SECONDS", "ApplyLock", "LockInfo", "lock_path", "read_lock", "stale_reason"]
+__all__ = ["DEFAULT_TTL_SECONDS", "ApplyLock", "lock_path", "read_lock", "stale_reason"]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_TTL_SECONDS = 3600.0
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+BROKEN = "it was broken by someone else"
 
 
 def lock_path(state_dir: Path, cluster: str) -> Path:
@@ -86,7 +83,7 @@ def _pid_alive(pid: int) -> bool:
 
 def stale_reason(info: LockInfo, now: datetime | None = None) -> str | None:
     """Why the lock no longer protects a running apply, or None when it is live."""
-    now = now or _now()
+    now = now or now_utc()
     if info.expires_at is not None and datetime.fromisoformat(info.expires_at) <= now:
         return f"it expired at {info.expires_at}"
     if info.host == socket.gethostname() and not _pid_alive(info.pid):
@@ -94,42 +91,34 @@ def stale_reason(info: LockInfo, now: datetime | None = None) -> str | None:
     return None
 
 
-class ApplyLock(ReleasedOnExit):
-    """A held lock; release it with :meth:`release` or use it as a context manager."""
+class ApplyLock(RenewedLock):
+    """A held lock; release it with :meth:`release` or use it as a context manager.
+
+    Its renewal pushes the expiry forward (:meth:`refresh`).
+    """
 
     def __init__(self, path: Path, info: LockInfo, ttl: float) -> None:
+        super().__init__(info, ttl, thread_name=f"lock-renewal {info.cluster}")
         self.path = path
-        self.info = info
-        self.ttl = ttl
-        self.lost: str | None = None  # why the background renewal found the lock gone
-        self._guard = threading.Lock()
-        self._stopped = threading.Event()
-        self._renewer: threading.Thread | None = None
+        self._guard = threading.Lock()  # one refresh at a time
 
     @property
     def backend(self) -> str:
         return f"file:{self.path}"
 
     @property
-    def token(self) -> int | None:
-        return None
+    def _shown(self) -> str:
+        return str(self.path)
 
-    def _start_renewal(self) -> None:
-        self._renewer = threading.Thread(
-            target=self._renew_loop, name=f"lock-renewal {self.info.cluster}", daemon=True
-        )
-        self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        while not self._stopped.wait(max(0.2, self.ttl / 3)):
-            try:
-                self.refresh()
-            except LockHeldError as exc:
-                self.lost = str(exc)
-                log.error("lock lost", lock=str(self.path), reason=self.lost)
-                return
-            except OSError as exc:  # a full disk, say: try again, the expiry is far off
-                log.warning("lock refresh failed", lock=str(self.path), error=str(exc))
+    def _renew_once(self) -> bool:
+        try:
+            self.refresh()
+        except LockLostError:
+            self._lose(BROKEN)
+            return False
+        except OSError as exc:  # a full disk, say: try again, the expiry is far off
+            log.warning("lock refresh failed", lock=str(self.path), error=str(exc))
+        return True
 
     @classmethod
     def acquire(
@@ -186,7 +175,7 @@ class ApplyLock(ReleasedOnExit):
                 f"cluster {cluster} has a stale lock from {who}: {reason}; make sure no apply "
                 f"is running, then re-run with --break-lock (lock file {path})"
             )
-        aside = path.with_name(f"{path.name}.broken-{_now().strftime('%Y%m%dT%H%M%S')}")
+        aside = path.with_name(f"{path.name}.broken-{now_utc().strftime('%Y%m%dT%H%M%S')}")
         os.replace(path, aside)
         log.warning(
             "stale lock broken", cluster=cluster, holder=who, reason=reason, moved_to=str(aside)
@@ -196,12 +185,12 @@ class ApplyLock(ReleasedOnExit):
     def refresh(self) -> None:
         """Push the expiry forward (the background renewal does, every ttl/3)."""
         with self._guard:
-            if self._stopped.is_set() and self._renewer is not None:
+            if self._stopped.is_set():
                 return  # released
             current = self._current()
             if current is None or current.run_id != self.info.run_id:
-                raise LockLostError(f"lost the lock {self.path}: it was broken by someone else")
-            expires = _now() + timedelta(seconds=self.ttl)
+                raise LockLostError(f"lost the lock {self.path}: {BROKEN}")
+            expires = now_utc() + timedelta(seconds=self.ttl)
             info = LockInfo(**{**asdict(self.info), "expires_at": expires.isoformat()})
             tmp = self.path.with_name(
                 self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp"
@@ -210,10 +199,8 @@ class ApplyLock(ReleasedOnExit):
             os.replace(tmp, self.path)
             self.info = info
 
-    def verify(self) -> None:
-        """Raise LockLostError unless the lock file is still this run's (before every step)."""
-        if self.lost is not None:
-            raise LockLostError(self.lost)
+    def _check_held(self) -> None:
+        """The lock file is still this run's."""
         current = self._current()
         if current is None or current.run_id != self.info.run_id:
             who = "it is gone" if current is None else f"it is now held by {current.describe()}"
@@ -225,10 +212,7 @@ class ApplyLock(ReleasedOnExit):
         except (ValueError, KeyError, TypeError, OSError):
             return None
 
-    def release(self) -> None:
-        self._stopped.set()
-        if self._renewer is not None and self._renewer is not threading.current_thread():
-            self._renewer.join(timeout=5)
+    def _let_go(self) -> None:
         current = self._current()
         if current is not None and current.run_id == self.info.run_id:
             self.path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ cut off) loses its session and so its lock; a killed holder's session ends with 
 connection. Connection lost = lock lost. ``--break-lock`` has nothing to do.
 
 Never the CMS cluster's own database (``cluster``):
-:func:`reconciler.apply.locks.backend.parse_lock_url` refuses it. The password comes
+:func:`reconciler.apply.locks.url.parse_lock_url` refuses it. The password comes
 from ``$RECONCILE_LOCK_PASSWORD``, else libpq's own
 ``$PGPASSWORD`` / ``$PGPASSFILE`` (~/.pgpass); other libpq settings (``sslmode=...``) may be
 given as URL parameters.
@@ -29,14 +29,9 @@ from typing import Any
 import psycopg
 import structlog
 
-from reconciler.apply.locks.backend import (
-    NOTHING_TO_BREAK,
-    PASSWORD_ENV,
-    LockInfo,
-    LockUrl,
-    ReleasedOnExit,
-)
-from reconciler.common.errors import LockHeldError, LockLostError, ReconcilerError
+from reconciler.apply.locks.held import NOTHING_TO_BREAK, LockInfo, RenewedLock
+from reconciler.apply.locks.url import PASSWORD_ENV, LockUrl
+from reconciler.common.errors import LockHeldError, ReconcilerError
 
 log = structlog.get_logger(__name__)
 
@@ -92,32 +87,24 @@ def _connect(url: LockUrl, info: LockInfo, ttl: float) -> psycopg.Connection[Any
     return conn
 
 
-class PostgresLock(ReleasedOnExit):
-    """A held PostgreSQL advisory lock (see the module docstring)."""
+class PostgresLock(RenewedLock):
+    """A held PostgreSQL advisory lock (see the module docstring); the renewal is a heartbeat."""
+
+    JOIN_TIMEOUT = float(CONNECT_TIMEOUT)
 
     def __init__(
         self, url: LockUrl, conn: psycopg.Connection[Any], key: int, info: LockInfo, ttl: float
     ) -> None:
+        super().__init__(info, ttl, thread_name=f"pg lock {info.cluster}")
         self.url = url
         self.conn = conn
         self.key = key
-        self.info = info
-        self.ttl = ttl
-        self.lost: str | None = None
         self.backend_pid = conn.info.backend_pid
         self._guard = threading.Lock()  # one statement at a time on the connection
-        self._stopped = threading.Event()
-        self._renewer = threading.Thread(
-            target=self._heartbeat_loop, name=f"pg lock {info.cluster}", daemon=True
-        )
 
     @property
     def backend(self) -> str:
         return f"postgresql {self.url.shown} advisory lock {self.key}"
-
-    @property
-    def token(self) -> int | None:
-        return None
 
     @classmethod
     def acquire(
@@ -149,30 +136,24 @@ class PostgresLock(ReleasedOnExit):
             conn.close()
             raise
         held = cls(url, conn, key, info, ttl)
-        held._renewer.start()
+        held._start_renewal()
         log.info("lock acquired", cluster=cluster, lock=held.backend, run_id=info.run_id)
         return held
 
-    def _heartbeat_loop(self) -> None:
-        while not self._stopped.wait(max(0.2, self.ttl / 3)):
-            try:
-                with self._guard:
-                    if self._stopped.is_set():
-                        return
-                    self.conn.execute("SELECT 1")
-            except psycopg.Error as exc:
-                self._lose(f"its session ended ({str(exc).strip() or type(exc).__name__})")
-                return
+    def _renew_once(self) -> bool:
+        """One heartbeat (``SELECT 1``): it keeps the session, and so the lock, alive."""
+        try:
+            with self._guard:
+                if self._stopped.is_set():
+                    return False
+                self.conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            self._lose(_session_ended(exc))
+            return False
+        return True
 
-    def _lose(self, why: str) -> None:
-        if self.lost is None:
-            self.lost = f"lost the lock {self.backend}: {why}"
-            log.error("lock lost", lock=self.backend, reason=why)
-
-    def verify(self) -> None:
-        """Raise LockLostError unless this session still holds the advisory lock."""
-        if self.lost is not None:
-            raise LockLostError(self.lost)
+    def _check_held(self) -> None:
+        """This session still holds the advisory lock (``pg_locks``)."""
         classid, objid = _key_halves(self.key)
         try:
             with self._guard:
@@ -183,18 +164,12 @@ class PostgresLock(ReleasedOnExit):
                     (classid, objid),
                 ).fetchone()
         except psycopg.Error as exc:
-            self._lose(f"its session ended ({str(exc).strip() or type(exc).__name__})")
-            raise LockLostError(str(self.lost)) from None
+            self._lose(_session_ended(exc))
+            return
         if not row or row[0] == 0:
             self._lose("the session no longer holds the advisory lock")
-            raise LockLostError(str(self.lost))
 
-    def release(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        if self._renewer.is_alive() and self._renewer is not threading.current_thread():
-            self._renewer.join(timeout=CONNECT_TIMEOUT)
+    def _let_go(self) -> None:
         try:
             with self._guard:
                 self.conn.execute(
@@ -207,6 +182,10 @@ class PostgresLock(ReleasedOnExit):
         finally:
             self.conn.close()  # ends the session: the lock goes with it in any case
         log.info("lock released", lock=self.backend, run_id=self.info.run_id)
+
+
+def _session_ended(exc: psycopg.Error) -> str:
+    return f"its session ended ({str(exc).strip() or type(exc).__name__})"
 
 
 def _record(conn: psycopg.Connection[Any], cluster: str, info: LockInfo) -> None:

@@ -1,0 +1,15 @@
+"""The executor's tunables: poll pacing, settle time, the action timeout, failed polls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    poll_interval: float = 0.5  # the longest wait between two polls (they start at 0.05 s)
+    settle_seconds: float = 30.0
+    action_timeout: float | None = None  # default: policy.action_timeout_seconds
+    # polls in a row that may fail (the node does not answer) while an asynchronous command
+    # runs, before the step fails instead of waiting for action_timeout
+    max_failed_polls: int = 5

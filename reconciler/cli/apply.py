@@ -1,0 +1,249 @@
+"""`reconcile apply SPEC_OR_PLAN_JSON`: converge the live cluster.
+
+Under the cluster lock: observe (waiting for commands still running), refuse a
+stale saved plan, ask for confirmation (a plan made now, without ``--yes``), run
+the executor (SIGTERM/SIGINT finish the running step and start nothing new),
+diagnose a failed step, then re-observe until converged or ``--settle-seconds``
+and print the verdict. Exit 0 converged, 1 error, 2 applied but not converged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
+from reconciler.apply.database_view import db_disagreements, db_view_for, preload_driver
+from reconciler.apply.diagnosis import diagnose
+from reconciler.apply.executor import Executor
+from reconciler.apply.locks.acquire import ClusterLock, acquire_lock
+from reconciler.apply.state_dir import default_state_dir
+from reconciler.cli.arguments import executor_options
+from reconciler.cli.live_observation import (
+    load_reporting_warnings,
+    make_transport,
+    plan_with_digest,
+    raise_permanent,
+    report_unobserved,
+)
+from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK, to_stderr, to_stdout
+from reconciler.cli.stale_plan import render_stale, stale_facts
+from reconciler.common.errors import DriftError, SpecError, StalePlanError
+from reconciler.common.logging_setup import configure_logging
+from reconciler.observe.observer import ObservationRun, observe_nodes
+from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.model import Plan
+from reconciler.plan.render import render_text as render_plan_text
+from reconciler.plan.saved import is_saved_plan, load_plan
+from reconciler.plan.verdict import Verdict, cluster_verdict
+from reconciler.spec.loader import LoadedSpec, spec_digest
+from reconciler.transport.interface import Transport
+
+
+def _confirm(the_plan: Plan, args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        to_stderr(
+            "error: refusing to apply without confirmation: stdin is not a terminal; pass --yes"
+        )
+        return False
+    destructive = sum(1 for s in the_plan.steps if s.destructive)
+    answer = input(
+        f"Apply {len(the_plan.steps)} step(s) ({destructive} destructive) to cluster "
+        f"{the_plan.cluster}? Only 'yes' is accepted: "
+    )
+    return answer.strip() == "yes"
+
+
+async def _apply(
+    loaded: LoadedSpec,
+    args: argparse.Namespace,
+    saved: Plan | None,
+    lock: ClusterLock,
+    state_dir: Path,
+) -> int:
+    spec = loaded.spec
+    preload_driver()  # for the database check that proves convergence at the end
+    transport = make_transport(loaded, args)
+    try:
+        run = await observe_nodes(spec, transport, with_files=True)
+        report_unobserved(run)
+        raise_permanent(run)
+        run = await _wait_for_running_commands(loaded, transport, run, args)
+        if saved is not None:
+            changed = stale_facts(loaded, saved, run.observed)
+            if changed:
+                to_stdout(
+                    f"The saved plan is stale: {len(changed)} fact(s) changed since it was made:"
+                )
+                to_stdout(render_stale(changed))
+                raise StalePlanError(
+                    "saved plan refused: the cluster changed since the plan was made; "
+                    "make a new plan",
+                    changed=tuple(f"{f.node}.{f.key}" for f, _ in changed),
+                )
+            the_plan = saved
+        else:
+            the_plan = plan_with_digest(loaded, run.observed)
+        to_stdout(render_plan_text(the_plan))
+        if the_plan.steps:
+            if saved is None and not _confirm(the_plan, args):
+                to_stdout("Apply cancelled; nothing was changed.")
+                return EXIT_ERROR
+            run_id = lock.info.run_id
+            stop = asyncio.Event()
+            executor = Executor(
+                spec,
+                transport,
+                observed=run.observed,
+                audit=AuditLog(audit_path(state_dir, spec.cluster), spec.cluster, run_id),
+                journal=Journal(journal_path(state_dir, spec.cluster), spec.cluster, run_id),
+                lock=lock,
+                options=executor_options(args),
+                progress=to_stdout,
+                stop=stop,
+                # no confirmation prompt between the observation and the first step
+                observed_fresh=saved is not None or bool(args.yes),
+            )
+            with _stop_on_signals(stop):
+                result = await executor.execute(the_plan)
+            if result.stopped and result.error is None:
+                left = [r for r in result.records if r.outcome == "abandoned"]
+                running = "; ".join(f"`{r.step.command}` on {r.step.node}" for r in left)
+                to_stdout(
+                    f"Stopped by a signal after {len(result.done)} step(s); "
+                    + (
+                        f"still running on the node (not waited for): {running}; "
+                        if left
+                        else "the running step finished; "
+                    )
+                    + "the lock is released. Run apply again to continue."
+                )
+                return EXIT_ERROR
+            if result.error is not None:
+                step = result.failed_step
+                if isinstance(result.error, DriftError):
+                    to_stdout("Stopped: the cluster changed before the step ran:")
+                    to_stdout("\n".join(f"  {line}" for line in result.error.changed))
+                    to_stdout("Run apply again to re-plan from a fresh observation.")
+                else:
+                    node = step.node if step is not None else "?"
+                    diagnosis = await diagnose(
+                        spec, transport, node, result.error, result.observed, step
+                    )
+                    to_stdout(diagnosis.render())
+                return EXIT_ERROR
+            to_stdout(f"Applied {len(result.done)} step(s).")
+        return await _verify(loaded, args, transport)
+    finally:
+        await transport.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT during apply: finish the running step, start nothing new, release the
+    lock (the caller's `finally`), exit 1. A second signal is not needed and is ignored."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _running(observed: Observed) -> list[str]:
+    out = []
+    for name, obs in observed.nodes.items():
+        status = obs.status if obs.reachable else None
+        if status is not None and status.command_in_progress and status.last_command is not None:
+            out.append(f"{name}: {status.last_command.raw}")
+    return out
+
+
+async def _wait_for_running_commands(
+    loaded: LoadedSpec, transport: Transport, run: ObservationRun, args: argparse.Namespace
+) -> ObservationRun:
+    """A command still running (e.g. the join of an apply that was killed) finishes first:
+    the planner plans nothing cluster-changing while one runs."""
+    running = _running(run.observed)
+    if not running:
+        return run
+    to_stdout("Waiting for commands still running: " + "; ".join(running))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (args.action_timeout or loaded.spec.policy.action_timeout_seconds)
+    while running and loop.time() < deadline:
+        await asyncio.sleep(max(args.poll_interval, 0.2))
+        run = await observe_nodes(loaded.spec, transport, with_files=True)
+        running = _running(run.observed)
+    return run
+
+
+async def _verify(loaded: LoadedSpec, args: argparse.Namespace, transport: Transport) -> int:
+    """Re-observe until converged (replicas catching up) or settle_seconds; print the verdict."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + args.settle_seconds
+    while True:
+        run = await observe_nodes(loaded.spec, transport, with_files=True)
+        the_plan = plan_with_digest(loaded, run.observed)
+        db = await db_view_for(loaded, run.observed)
+        problems = db_disagreements(loaded, run.observed, db)
+        verdict = cluster_verdict(loaded.spec, run.observed, the_plan, problems)
+        if verdict.verdict is Verdict.CONVERGED or loop.time() >= deadline:
+            break
+        await asyncio.sleep(max(args.poll_interval, 0.5))
+    if db is not None and db.reachable:
+        streams = ", ".join(f"{s.address} lag {s.lag_bytes}" for s in db.replicas) or "none"
+        to_stdout(
+            f"Database view: master {db.master_address} "
+            f"{'in recovery!' if db.in_recovery else 'not in recovery'}; streaming: {streams}"
+        )
+    to_stdout(f"Verdict: {verdict.verdict.value}")
+    for reason in verdict.reasons:
+        to_stdout(f"  - {reason}")
+    if the_plan.blocked:
+        to_stdout("Held back:")
+        for b in the_plan.blocked:
+            to_stdout(f"  x {b.node or 'cluster'}: {b.reason}")
+    return EXIT_OK if verdict.verdict is Verdict.CONVERGED else EXIT_NOT_CONVERGED
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    configure_logging(verbose=args.verbose)
+    saved: Plan | None = None
+    if is_saved_plan(args.target):
+        saved, spec_path = load_plan(args.target)
+        loaded = load_reporting_warnings(spec_path)
+        if saved.spec_digest is not None and saved.spec_digest != spec_digest(loaded.path):
+            raise StalePlanError(
+                f"saved plan refused: the spec {spec_path} changed since the plan was made; "
+                "make a new plan",
+                changed=("spec",),
+            )
+        if saved.cluster != loaded.spec.cluster:
+            raise SpecError(
+                f"saved plan is for cluster {saved.cluster}, spec is {loaded.spec.cluster}"
+            )
+    else:
+        loaded = load_reporting_warnings(args.target)
+    state_dir = args.state_dir or default_state_dir(loaded.base_dir)
+    with acquire_lock(
+        args.lock,
+        state_dir=state_dir,
+        cluster=loaded.spec.cluster,
+        break_lock=args.break_lock,
+        timeout=args.lock_timeout,
+    ) as lock:
+        return asyncio.run(_apply(loaded, args, saved, lock, state_dir))

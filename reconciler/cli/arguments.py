@@ -1,0 +1,85 @@
+"""Flags the live commands share, and the executor options read from them.
+
+:func:`add_connection_arguments` (SSH host keys, timeout, verbosity) for `observe`,
+`status`, `apply` and the live `plan`; :func:`add_executor_arguments` and
+:func:`executor_options` for `apply` and `watch`. Importing this module loads no SSH
+library: every `reconcile` command builds the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from reconciler.apply.options import ExecutorOptions
+
+
+def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accept-new-host-keys",
+        action="store_true",
+        help="add unknown host keys to ssh.known_hosts (a changed key is always refused)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (stderr)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) -> None:
+    """Flags that tune the executor (`apply` and `watch`)."""
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=poll_interval,
+        metavar="SECONDS",
+        help=f"longest wait between two status polls (polls start at 0.05 s; "
+        f"default {poll_interval})",
+    )
+    p.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a changed fact or an expected outcome may take to appear (default 30)",
+    )
+    p.add_argument(
+        "--action-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="override policy.action_timeout_seconds for asynchronous commands",
+    )
+    p.add_argument(
+        "--max-failed-polls",
+        type=_positive_int,
+        default=5,
+        metavar="N",
+        help="fail an asynchronous step once its node missed N polls in a row, instead of "
+        "polling it until the action timeout (default 5)",
+    )
+
+
+def add_live_plan_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags `reconcile plan` needs when it observes live (no --observed)."""
+    add_connection_arguments(p)
+
+
+def executor_options(args: argparse.Namespace) -> ExecutorOptions:
+    return ExecutorOptions(
+        poll_interval=args.poll_interval,
+        settle_seconds=args.settle_seconds,
+        action_timeout=args.action_timeout,
+        max_failed_polls=args.max_failed_polls,
+    )

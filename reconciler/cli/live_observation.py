@@ -1,0 +1,96 @@
+"""Loading, connecting, observing and planning, as every live command does it.
+
+The spec is loaded with its warnings on stderr (:func:`load_reporting_warnings`),
+the SSH transport is made from the spec and the connection flags
+(:func:`make_transport`), one observation run is reported node by node
+(:func:`report_unobserved`; authentication and host-key failures stop plan and
+apply: :func:`raise_permanent`), and the plan carries the spec's digest
+(:func:`plan_with_digest`). :func:`observe_for_plan` is the live `reconcile plan`'s
+observation.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from reconciler.cli.live_output import to_stderr
+from reconciler.common.logging_setup import configure_logging
+from reconciler.observe.observer import ObservationRun, observe_nodes
+from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.model import Plan
+from reconciler.plan.planner import plan as make_plan
+from reconciler.spec.loader import LoadedSpec, load_spec, read_local_files, spec_digest
+
+if TYPE_CHECKING:
+    from reconciler.transport.ssh import SshTransport
+
+
+def make_transport(loaded: LoadedSpec, args: argparse.Namespace) -> SshTransport:
+    """The SSH transport of the spec's ``ssh`` settings, with the connection flags applied."""
+    # Imported here: every `reconcile` command builds the parser that registers the live
+    # commands, and only those that connect need asyncssh.
+    from reconciler.transport.ssh import SshSettings, SshTransport
+
+    settings = SshSettings.from_spec(
+        loaded.spec.ssh,
+        loaded.base_dir,
+        accept_new_host_keys=bool(getattr(args, "accept_new_host_keys", False)),
+        timeout=getattr(args, "timeout", None),
+    )
+    return SshTransport(settings)
+
+
+def load_reporting_warnings(path: Path) -> LoadedSpec:
+    """Load and validate the spec; its warnings go to stderr."""
+    loaded = load_spec(path)
+    for warning in loaded.warnings:
+        to_stderr(warning.render())
+    return loaded
+
+
+def report_unobserved(run: ObservationRun) -> None:
+    for name, error in run.errors.items():
+        kind = "error" if not error.retryable else "warning"
+        to_stderr(f"{kind}: {name}: {error.detail}")
+
+
+def raise_permanent(run: ObservationRun) -> None:
+    """Authentication and host-key failures stop plan/apply: a human must act."""
+    permanent = run.permanent_errors
+    if permanent:
+        first = next(iter(permanent.values()))
+        if len(permanent) > 1:
+            others = ", ".join(n for n in permanent if n != first.node)
+            raise type(first)(first.node, f"{first.detail} (also: {others})")
+        raise first
+
+
+def plan_with_digest(loaded: LoadedSpec, observed: Observed) -> Plan:
+    result = make_plan(loaded.spec, observed, read_local_files(loaded))
+    return result.model_copy(update={"spec_digest": spec_digest(loaded.path)})
+
+
+async def observe_once(
+    loaded: LoadedSpec, args: argparse.Namespace, *, with_files: bool
+) -> ObservationRun:
+    """One observation run over a transport of its own (closed afterwards)."""
+    transport = make_transport(loaded, args)
+    try:
+        return await observe_nodes(loaded.spec, transport, with_files=with_files)
+    finally:
+        await transport.close()
+
+
+async def observe_for_plan(loaded: LoadedSpec, args: argparse.Namespace) -> Observed:
+    """Live observation for `reconcile plan` (files listed: the planner compares checksums)."""
+    configure_logging(verbose=int(getattr(args, "verbose", 0) or 0))
+    transport = make_transport(loaded, args)
+    try:
+        run = await observe_nodes(loaded.spec, transport, with_files=True)
+    finally:
+        await transport.close()
+    report_unobserved(run)
+    raise_permanent(run)
+    return run.observed
