@@ -22,7 +22,12 @@ from reconciler.apply.execution_result import ExecutionResult
 from reconciler.apply.executor import Executor
 from reconciler.apply.options import ExecutorOptions
 from reconciler.apply.scheduling.order import deferred_preparation, step_predecessors
-from reconciler.common.errors import CommandFailedError, DriftError, LockHeldError, StepFailedError
+from reconciler.common.errors import (
+    CommandFailedError,
+    FactsChangedError,
+    LockHeldError,
+    StepFailedError,
+)
 from reconciler.observe.status_model import CommandResult
 from reconciler.plan.model import Action, Plan, Step
 from reconciler.plan.planner import plan
@@ -183,7 +188,7 @@ async def test_drift_before_a_step_stops_with_the_changed_facts(
     h = Harness(spec, cluster, tmp_path)
     the_plan = replan(spec, cluster.world, files)
     result = await h.execute(the_plan)
-    assert isinstance(result.error, DriftError), result.error
+    assert isinstance(result.error, FactsChangedError), result.error
     assert any(c == "n3.state: planned 'disabled', now 'error'" for c in result.error.changed)
     failed = result.failed_step
     assert failed is not None and failed.node == "n3"
@@ -352,7 +357,7 @@ async def test_journal_refuses_a_destructive_step_already_done(
         confirm=True,
     )
     result = await h.execute(Plan(cluster="unit", steps=(step,)))
-    assert isinstance(result.error, DriftError)
+    assert isinstance(result.error, FactsChangedError)
     assert "already run by apply first" in str(result.error)
     assert ("n2", "database cluster remove") not in cluster.commands
 
@@ -663,7 +668,7 @@ async def test_drift_after_a_cluster_step_is_seen_despite_an_earlier_outcome_rea
     cluster = FakeCluster(fresh_world(3), before_command=break_n3)
     h = Harness(spec, cluster, tmp_path)
     result = await h.execute(replan(spec, cluster.world, files))
-    assert isinstance(result.error, DriftError), result.error
+    assert isinstance(result.error, FactsChangedError), result.error
     assert any(c.startswith("n3.state: planned") for c in result.error.changed)
     assert not any(n == "n3" and "join" in c for n, c in cluster.commands)
 

@@ -1,15 +1,15 @@
-"""Execute a plan against the live cluster, step by step, with drift detection.
+"""Execute a plan against the live cluster, step by step, its facts re-checked before each step.
 
 :meth:`Executor.execute` runs the plan's steps in plan order, each as soon as the
 earlier steps it depends on are done (:mod:`reconciler.apply.scheduling`: why and how
 steps overlap and readings are re-used). For every step:
 
-1. **Re-read its facts** (compare-and-set, :func:`~reconciler.apply.drift_check.check_facts`):
+1. **Re-read its facts** (compare-and-set, :func:`~reconciler.apply.fact_check.check_facts`):
    re-observe the nodes it touches and re-check its ``depends_on`` facts; a fact that
    differs is given ``settle_seconds`` to come back (an election or a replica catching up
-   after the previous step), then the run stops with :class:`DriftError` naming each fact.
+   after the previous step), then the run stops with :class:`FactsChangedError` naming each fact.
 2. **Journal guard** for destructive steps
-   (:func:`~reconciler.apply.drift_check.journal_guard`): a command an apply already
+   (:func:`~reconciler.apply.fact_check.journal_guard`): a command an apply already
    started on this node, whose `Last command` shows it succeeded or still runs, is
    refused instead of repeated.
 3. **Run** it: SFTP upload, or the exact MMP command (``Y`` on stdin when it asks);
@@ -33,8 +33,8 @@ from collections.abc import Callable
 import structlog
 
 from reconciler.apply.audit import AuditLog, Journal
-from reconciler.apply.drift_check import check_facts, journal_guard
 from reconciler.apply.execution_result import ExecutionResult, StepRecord
+from reconciler.apply.fact_check import check_facts, journal_guard
 from reconciler.apply.live_view import LiveView
 from reconciler.apply.locks.acquire import ClusterLock
 from reconciler.apply.options import ExecutorOptions
@@ -44,7 +44,7 @@ from reconciler.apply.scheduling.order import is_cluster_step
 from reconciler.apply.scheduling.readings import ReadingCache
 from reconciler.apply.scheduling.schedule import Schedule
 from reconciler.common.errors import (
-    DriftError,
+    FactsChangedError,
     ReconcilerError,
     StepAbandonedError,
     StepFailedError,
@@ -128,7 +128,7 @@ class Executor:
         self._progress(f"[{step.id}] {step.node}: {label} ...")
         try:
             await self._step(step)
-        except DriftError as exc:
+        except FactsChangedError as exc:
             self._fail(step, exc, "drift", started)
             return
         except (StepFailedError, TransportError) as exc:

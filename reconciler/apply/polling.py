@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 
 from reconciler.apply.live_view import LiveView
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.scheduling.backoff import PollBackoff
+from reconciler.apply.scheduling.poll_delay import PollDelay
 from reconciler.apply.scheduling.readings import ReadingCache
 from reconciler.apply.scheduling.schedule import Schedule
 from reconciler.apply.step_outcome import outcome_problem, same_command
@@ -36,7 +36,7 @@ async def wait_for_result(
     re-read (:meth:`Schedule.lookahead_nodes`)."""
     target = target_for(view.spec, step.node)
     deadline = time.monotonic() + action_timeout
-    backoff = PollBackoff(options.poll_interval)
+    backoff = PollDelay(options.poll_interval)
     failed = 0  # polls in a row at which the node did not answer
     while True:
         stopping = stop is not None and stop.is_set()
@@ -94,7 +94,7 @@ async def wait_for_outcome(
     the status only when the node's last reading is no longer a re-read)."""
     name = step.upload.remote_name if step.upload is not None else None
     deadline = time.monotonic() + options.settle_seconds
-    backoff = PollBackoff(options.poll_interval)
+    backoff = PollDelay(options.poll_interval)
     while True:
         files: frozenset[str] = frozenset()
         if name is not None:
@@ -146,9 +146,7 @@ async def _unless_stopped(
     raise _abandoned(step)
 
 
-async def _sleep_unless_stopped(
-    step: Step, backoff: PollBackoff, stop: asyncio.Event | None
-) -> None:
+async def _sleep_unless_stopped(step: Step, backoff: PollDelay, stop: asyncio.Event | None) -> None:
     """The poll delay, cut short by a stop request: then the wait is given up."""
     if stop is None:
         await backoff.sleep()

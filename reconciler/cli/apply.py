@@ -27,13 +27,13 @@ from reconciler.cli.arguments import executor_options
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
     make_transport,
-    plan_with_digest,
     raise_permanent,
     report_unobserved,
 )
 from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK, to_stderr, to_stdout
+from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.stale_plan import render_stale, stale_facts
-from reconciler.common.errors import DriftError, SpecError, StalePlanError
+from reconciler.common.errors import FactsChangedError, SpecError, StalePlanError
 from reconciler.common.logging_setup import configure_logging
 from reconciler.observe.observer import ObservationRun, observe_nodes
 from reconciler.observe.snapshot_model import Observed
@@ -128,7 +128,7 @@ async def _apply(
                 return EXIT_ERROR
             if result.error is not None:
                 step = result.failed_step
-                if isinstance(result.error, DriftError):
+                if isinstance(result.error, FactsChangedError):
                     to_stdout("Stopped: the cluster changed before the step ran:")
                     to_stdout("\n".join(f"  {line}" for line in result.error.changed))
                     to_stdout("Run apply again to re-plan from a fresh observation.")

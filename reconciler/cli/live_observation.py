@@ -19,9 +19,7 @@ from reconciler.cli.live_output import to_stderr
 from reconciler.common.logging_setup import configure_logging
 from reconciler.observe.observer import ObservationRun, observe_nodes
 from reconciler.observe.snapshot_model import Observed
-from reconciler.plan.model import Plan
-from reconciler.plan.planner import plan as make_plan
-from reconciler.spec.loader import LoadedSpec, load_spec, read_local_files, spec_digest
+from reconciler.spec.loader import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
     from reconciler.transport.ssh import SshTransport
@@ -65,11 +63,6 @@ def raise_permanent(run: ObservationRun) -> None:
             others = ", ".join(n for n in permanent if n != first.node)
             raise type(first)(first.node, f"{first.detail} (also: {others})")
         raise first
-
-
-def plan_with_digest(loaded: LoadedSpec, observed: Observed) -> Plan:
-    result = make_plan(loaded.spec, observed, read_local_files(loaded))
-    return result.model_copy(update={"spec_digest": spec_digest(loaded.path)})
 
 
 async def observe_once(

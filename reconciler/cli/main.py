@@ -14,16 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from reconciler.cli.planning import plan_with_digest
 from reconciler.common.diagnostics import Diagnostic
 from reconciler.common.errors import ReconcilerError, SpecError
 from reconciler.observe.snapshot_io import load_snapshot
 from reconciler.observe.snapshot_model import Observed
-from reconciler.plan.model import Plan
-from reconciler.plan.planner import plan as make_plan
 from reconciler.plan.render import render_json, render_markdown, render_text
 from reconciler.plan.saved import save_plan
 from reconciler.spec.discovery import discover_specs
-from reconciler.spec.loader import LoadedSpec, load_spec, read_local_files, spec_digest
+from reconciler.spec.loader import LoadedSpec, load_spec
 from reconciler.spec.schema import spec_json_schema_text
 
 EXIT_OK = 0
@@ -106,11 +105,6 @@ def _observe_all(loaded: list[LoadedSpec], args: argparse.Namespace) -> list[Obs
     return asyncio.run(observe_every_cluster())
 
 
-def plan_for(loaded: LoadedSpec, observed: Observed) -> Plan:
-    result = make_plan(loaded.spec, observed, read_local_files(loaded))
-    return result.model_copy(update={"spec_digest": spec_digest(loaded.path)})
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     specs = discover_specs(args.specs)
     if not specs:
@@ -119,7 +113,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError("--out saves the plan of exactly one spec")
     loaded = [_load(path) for path in specs]  # every spec valid before any node is touched
     observed = _observe_all(loaded, args)
-    plans = [plan_for(one, obs) for one, obs in zip(loaded, observed, strict=True)]
+    plans = [plan_with_digest(one, obs) for one, obs in zip(loaded, observed, strict=True)]
     if args.out is not None:
         args.out.write_text(save_plan(plans[0], loaded[0].path), encoding="utf-8")
         sys.stderr.write(f"saved plan to {args.out}\n")

@@ -16,10 +16,10 @@ from reconciler.apply.database_view import DbView, db_disagreements, db_view_for
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
     observe_once,
-    plan_with_digest,
     report_unobserved,
 )
 from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK
+from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.status_report import CertExpiry, build_report, render_json, render_text
 from reconciler.common.logging_setup import configure_logging
 from reconciler.observe.observer import ObservationRun

@@ -4,7 +4,7 @@ ReconcilerError
 ├── SpecError                 bad spec / snapshot / plan file (exit 1, nothing touched)
 ├── PlanError                 planning refused (e.g. stale saved plan)
 │   └── StalePlanError        a saved plan's facts changed; carries the changed facts
-├── DriftError                a step's facts changed just before it ran (executor stops)
+├── FactsChangedError                a step's facts changed just before it ran (executor stops)
 ├── StepFailedError           a step ran but failed or did not reach its expected outcome
 ├── LockHeldError             another apply holds the cluster lock
 │   ├── StaleLockError        a dead holder's file lock: needs --break-lock
@@ -45,7 +45,7 @@ class StalePlanError(PlanError):
         self.changed = changed
 
 
-class DriftError(ReconcilerError):
+class FactsChangedError(ReconcilerError):
     def __init__(self, message: str, changed: tuple[str, ...]) -> None:
         super().__init__(message)
         self.changed = changed

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.common.addresses import normalize_address
+from reconciler.common.majority import has_majority
 from reconciler.observe.snapshot_model import Observed
 from reconciler.observe.status_evidence import certificates_gap, interface_gap
 from reconciler.plan.cluster_view import ClusterView, NodeView
@@ -239,7 +240,7 @@ class PlanContext:
         norm = normalize_address(address)
         rest = [m for m in self.members if normalize_address(m) != norm]
         up = [m for m in rest if normalize_address(m) in self.connected]
-        return 2 * len(up) > len(rest)
+        return has_majority(len(up), len(rest))
 
     def block(self, node: str | None, reason: str) -> None:
         entry = Blocked(node=node, reason=reason)

@@ -19,6 +19,7 @@ and certificate names are the spec's (the preparation blocks the others).
 
 from __future__ import annotations
 
+from reconciler.common.majority import has_majority
 from reconciler.plan.context import LATER_RUN, PlanContext
 from reconciler.plan.rotation import rotate
 from reconciler.plan.step_builders import add_initialize, add_join
@@ -56,7 +57,7 @@ def plan_initialize(ctx: PlanContext) -> None:
         and nv.reachable
         and nv.unclustered
     ]
-    if 2 * len(ready) <= len(db):
+    if not has_majority(len(ready), len(db)):
         ctx.block(
             None,
             f"initialize refused: only {len(ready)} of {len(db)} database nodes are reachable "

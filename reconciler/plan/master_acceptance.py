@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from reconciler.common.addresses import same_address
+from reconciler.common.majority import has_majority
 from reconciler.observe.status_evidence import certificates_gap, interface_gap
 from reconciler.observe.status_model import ClusterStatus, Member, MemberRole
 
@@ -65,7 +66,7 @@ def accept_master(masters: Sequence[str], views: Sequence[NodeView]) -> Acceptan
         )
     else:
         up = sum(1 for m in mst.members if m.connected)
-        if 2 * up <= len(mst.members):
+        if not has_majority(up, len(mst.members)):
             contradictions.append(
                 f"{label} shows itself `{me.raw}`, but its own view shows only {up} of "
                 f"{len(mst.members)} members connected, and a master needs more than half "

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from reconciler.common.addresses import normalize_address
+from reconciler.common.majority import has_majority
 from reconciler.observe.snapshot_model import NodeObservation, Observed
 from reconciler.observe.status_model import (
     EVERY_LINE,
@@ -101,7 +102,7 @@ class World:
 
     @property
     def has_majority(self) -> bool:
-        return 2 * len(self.members_up()) > len(self.membership)
+        return has_majority(len(self.members_up()), len(self.membership))
 
 
 def settle(world: World) -> World:

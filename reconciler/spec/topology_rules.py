@@ -9,6 +9,7 @@ Pure (no I/O).
 from __future__ import annotations
 
 from reconciler.common.diagnostics import Diagnostic
+from reconciler.common.majority import majority_of
 from reconciler.spec.model import ClusterSpec, NodeRole
 from reconciler.spec.yaml_source import YamlDocument
 
@@ -42,7 +43,7 @@ def majority_explanation(count: int) -> str:
             "1 database node: there is no redundancy, one failure stops all writes. "
             "Use 3 or 5 database nodes"
         )
-    need = count // 2 + 1
+    need = majority_of(count)
     half = count // 2
     if count == 2:
         risk = "one failure leaves no master, and without a master there are no writes"

@@ -23,7 +23,7 @@ from reconciler.apply.executor import Executor
 from reconciler.apply.locks.acquire import acquire_lock
 from reconciler.apply.options import ExecutorOptions
 from reconciler.apply.state_dir import default_state_dir
-from reconciler.common.errors import DriftError, LockHeldError, ReconcilerError
+from reconciler.common.errors import FactsChangedError, LockHeldError, ReconcilerError
 from reconciler.common.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
 from reconciler.observe.observer import observe_cluster, observe_nodes
 from reconciler.observe.snapshot_model import Observed
@@ -228,7 +228,7 @@ class LiveClusterRunner:
             applied=len(result.done),
             failed=failed,
             error=str(error) if error is not None else None,
-            drift=isinstance(error, DriftError),
+            drift=isinstance(error, FactsChangedError),
             stopped=stopped,
         )
 

@@ -35,7 +35,7 @@ part buys:
   reading counts only while younger than ``readings.OTHER_NODE_READING_SECONDS``.
   Checksums are read only for the files a step names, and an upload's outcome check
   reads just its file.
-* **Polls fast, then backing off** (``backoff.PollBackoff``): 0.05 s apart for the
+* **Polls fast, then backing off** (``backoff.PollDelay``): 0.05 s apart for the
   first 1.5 s, then x1.25 up to ``--poll-interval``: on the lab a join takes about a
   second and a long poll would add most of a poll to every command on the critical
   path; a command that runs for minutes on a real CMS is not polled 20 times a second.

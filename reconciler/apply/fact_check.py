@@ -8,10 +8,10 @@ import time
 from reconciler.apply.audit import Journal
 from reconciler.apply.live_view import LiveView, files_named
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.scheduling.backoff import PollBackoff
+from reconciler.apply.scheduling.poll_delay import PollDelay
 from reconciler.apply.scheduling.readings import ReadingCache
 from reconciler.apply.step_outcome import same_command
-from reconciler.common.errors import DriftError, StepFailedError
+from reconciler.common.errors import FactsChangedError, StepFailedError
 from reconciler.observe.snapshot_model import Observed
 from reconciler.observe.status_model import CommandResult
 from reconciler.plan.cluster_view import build_view
@@ -25,12 +25,12 @@ async def check_facts(
 ) -> None:
     """Re-observe the nodes ``step`` touches (:meth:`LiveView.nodes_to_reread`) and
     re-check its ``depends_on`` facts; a fact that differs is given ``settle_seconds`` to
-    come back, then :class:`DriftError` names each fact, its planned and its current
+    come back, then :class:`FactsChangedError` names each fact, its planned and its current
     value. A join/connect also waits (as long) until its target is the master."""
     # file checksums only for the files the facts name (an upload's own file:<name>)
     wanted = files_named(step.depends_on)
     deadline = time.monotonic() + options.settle_seconds
-    backoff = PollBackoff(options.poll_interval)
+    backoff = PollDelay(options.poll_interval)
     first = True
     while True:
         names = view.nodes_to_reread(step)
@@ -59,7 +59,7 @@ async def check_facts(
                     retryable=True,
                 )
             lines = describe_changes(changed)
-            raise DriftError(
+            raise FactsChangedError(
                 f"step {step.id} on {step.node} not run: the cluster changed since the plan "
                 f"({'; '.join(lines)})",
                 changed=lines,
@@ -112,4 +112,4 @@ def journal_guard(step: Step, journal: Journal, observed: Observed) -> None:
             f"({last.raw}); not repeating a destructive step — re-plan from a fresh "
             "observation"
         )
-        raise DriftError(message, changed=(f"{step.node}.last_command: {last.raw}",))
+        raise FactsChangedError(message, changed=(f"{step.node}.last_command: {last.raw}",))

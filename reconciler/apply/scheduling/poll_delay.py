@@ -1,4 +1,4 @@
-"""The delays between polls: short for a command's first moments, then backing off."""
+"""The delays between polls: short for a command's first moments, then growing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import time
 
 
-class PollBackoff:
+class PollDelay:
     """Poll delays: ``FIRST_POLL`` (0.05 s) for the first ``FAST_POLLING`` seconds, then
     x1.25 up to ``ceiling``. On the lab an asynchronous command finishes within a second
     or two, on a real CMS in seconds to minutes: a short first phase keeps the delay
