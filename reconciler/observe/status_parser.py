@@ -47,6 +47,13 @@ _HEADERS = frozenset({"nodes", "certificates"})
 KNOWN_LABELS = frozenset(_VALUE_LABELS) | _HEADERS
 
 _ECHO = re.compile(r"^\s*(?:\S*>\s*)?database\s+cluster\s+status\s*$", re.IGNORECASE)
+
+
+def is_echo(line: str) -> bool:
+    """The prompt and command a copied session starts with (skipped as the first line)."""
+    return _ECHO.match(line) is not None
+
+
 _ME = r"\(\s*me\s*\)"
 # `<address>[ (me)] : <state>`: the address is one token without whitespace, so the
 # first whitespace-then-colon after it is the separator (IPv6 colons are never
@@ -278,7 +285,7 @@ def parse_status(text: str) -> ClusterStatus:
             continue
         if first:
             first = False
-            if _ECHO.match(line):
+            if is_echo(line):
                 continue
         labelled = split_label(line)
         if block == "open":

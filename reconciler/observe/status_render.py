@@ -23,7 +23,12 @@ from reconciler.observe.status_model import (
     MemberRole,
     SyncState,
 )
-from reconciler.observe.status_parser import parse_last_command, parse_member_state, parse_state
+from reconciler.observe.status_parser import (
+    is_echo,
+    parse_last_command,
+    parse_member_state,
+    parse_state,
+)
 
 Wording = Literal["master", "primary"]
 
@@ -139,6 +144,9 @@ def render_status(status: ClusterStatus, *, wording: Wording = "master", column:
         lines.append("")
         lines.append(_line("Last command", last_command_text(status.last_command), column))
     if status.unparsed:
+        if not any(lines) and is_echo(status.unparsed[0]):
+            # It would be read as the echo a copied session starts with: print that echo.
+            lines.append(status.unparsed[0])
         lines.append("")
         lines.extend(status.unparsed)
     return "\n".join(lines) + "\n"
