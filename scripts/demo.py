@@ -74,7 +74,6 @@ def live_part() -> None:
     env = dict(os.environ)
     env["CMSLAB_PASSWORD"] = (LAB_DIR / "admin-password").read_text(encoding="utf-8").strip()
     spec = str(LAB_DIR / "lab.yaml")
-    state = str(LAB_DIR / "reconcile-state")
 
     banner("Validate the lab spec and plan against the live nodes")
     run(tool("reconcile"), "validate", spec, env=env)
@@ -82,7 +81,7 @@ def live_part() -> None:
 
     banner("Apply: converge the cluster")
     started = time.monotonic()
-    run(tool("reconcile"), "apply", spec, "--yes", "--state-dir", state, env=env)
+    run(tool("reconcile"), "apply", spec, "--yes", env=env)
     print(f"(apply took {time.monotonic() - started:.1f} s)")
 
     banner("Status: the MMP's view and the database's own view")
@@ -96,9 +95,10 @@ def live_part() -> None:
         f"""  export CMSLAB_PASSWORD=$(cat {LAB_DIR}/admin-password)
   .venv/bin/reconcile status {spec}
   .venv/bin/cmslab --dir {LAB_DIR} fault cms-lab-1 kill   # power loss on the master; re-election
+  .venv/bin/reconcile status {spec}            # a new master; cms-lab-1 unreachable
+  .venv/bin/cmslab --dir {LAB_DIR} fault cms-lab-1 revive # it comes back as a replica
   .venv/bin/reconcile plan {spec}              # the master move back to cms-lab-1
-  .venv/bin/reconcile apply {spec} --yes --state-dir {state}
-  .venv/bin/cmslab --dir {LAB_DIR} fault cms-lab-1 revive
+  .venv/bin/reconcile apply {spec} --yes       # state (lock, audit log) in {LAB_DIR}/.reconcile/
   ssh -p 2222 -o UserKnownHostsFile={LAB_DIR}/known_hosts admin@127.0.10.1   # the MMP by hand
   .venv/bin/cmslab --dir {LAB_DIR} down"""
     )

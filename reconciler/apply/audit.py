@@ -22,16 +22,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.common.private_files import open_private_append, private_dir
+
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
-    with path.open("ab") as fh:
-        if fh.tell() > 0:  # a line torn by a crash: start on a fresh line
+    with os.fdopen(open_private_append(path), "ab") as fh:
+        if os.fstat(fh.fileno()).st_size > 0:  # a line torn by a crash: start on a fresh line
             with path.open("rb") as check:
                 check.seek(-1, os.SEEK_END)
                 if check.read(1) != b"\n":

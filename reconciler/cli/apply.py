@@ -22,7 +22,11 @@ from reconciler.apply.database_view import db_disagreements, db_view_for, preloa
 from reconciler.apply.diagnosis import diagnose
 from reconciler.apply.executor import Executor
 from reconciler.apply.locks.acquire import ClusterLock, acquire_lock
-from reconciler.apply.state_dir import default_state_dir
+from reconciler.apply.state_dir import (
+    configured_state_dir,
+    default_state_dir,
+    prepare_state_dir,
+)
 from reconciler.cli.arguments import executor_options
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
@@ -72,8 +76,8 @@ async def _apply(
     preload_driver()  # for the database check that proves convergence at the end
     transport = make_transport(loaded, args)
     try:
-        run = await observe_nodes(spec, transport, with_files=True)
-        report_unobserved(run)
+        run = await observe_nodes(spec, transport, with_files=True, log_failures=False)
+        report_unobserved(run, permanent_raised=True)
         raise_permanent(run)
         run = await _wait_for_running_commands(loaded, transport, run, args)
         if saved is not None:
@@ -129,18 +133,19 @@ async def _apply(
             if result.error is not None:
                 step = result.failed_step
                 if isinstance(result.error, FactsChangedError):
-                    to_stdout("Stopped: the cluster changed before the step ran:")
-                    to_stdout("\n".join(f"  {line}" for line in result.error.changed))
-                    to_stdout("Run apply again to re-plan from a fresh observation.")
+                    to_stderr("Stopped: the cluster changed before the step ran:")
+                    to_stderr("\n".join(f"  {line}" for line in result.error.changed))
+                    to_stderr("Run apply again to re-plan from a fresh observation.")
                 else:
                     node = step.node if step is not None else "?"
                     diagnosis = await diagnose(
                         spec, transport, node, result.error, result.observed, step
                     )
-                    to_stdout(diagnosis.render())
+                    to_stderr(diagnosis.render())
                 return EXIT_ERROR
             to_stdout(f"Applied {len(result.done)} step(s).")
-        return await _verify(loaded, args, transport)
+            return await _verify(loaded, args, transport, applied=True, observed=result.observed)
+        return await _verify(loaded, args, transport, applied=False, observed=run.observed)
     finally:
         await transport.close()
 
@@ -186,23 +191,54 @@ async def _wait_for_running_commands(
     deadline = loop.time() + (args.action_timeout or loaded.spec.policy.action_timeout_seconds)
     while running and loop.time() < deadline:
         await asyncio.sleep(max(args.poll_interval, 0.2))
-        run = await observe_nodes(loaded.spec, transport, with_files=True)
+        run = await observe_nodes(loaded.spec, transport, with_files=True, log_failures=False)
         running = _running(run.observed)
     return run
 
 
-async def _verify(loaded: LoadedSpec, args: argparse.Namespace, transport: Transport) -> int:
-    """Re-observe until converged (replicas catching up) or settle_seconds; print the verdict."""
+PROGRESS_SECONDS = 10.0  # a waiting apply says what it waits for at least this often
+
+
+def _worth_waiting(applied: bool, observed: Observed) -> bool:
+    """Waiting for the cluster to settle can change the verdict only after steps ran, or
+    when every node answered (a replica still catching up); never for a node that did not
+    answer or could not be read: that needs a person, not time."""
+    return applied or all(obs.reachable for obs in observed.nodes.values())
+
+
+async def _verify(
+    loaded: LoadedSpec,
+    args: argparse.Namespace,
+    transport: Transport,
+    *,
+    applied: bool,
+    observed: Observed,
+) -> int:
+    """The verdict; re-observed until converged or settle_seconds when waiting can change
+    it, saying what it waits for (at the start and every PROGRESS_SECONDS)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + args.settle_seconds
+    started = loop.time()
+    deadline = started + (args.settle_seconds if _worth_waiting(applied, observed) else 0.0)
+    said = None
     while True:
-        run = await observe_nodes(loaded.spec, transport, with_files=True)
-        the_plan = plan_with_digest(loaded, run.observed)
-        db = await db_view_for(loaded, run.observed)
-        problems = db_disagreements(loaded, run.observed, db)
-        verdict = cluster_verdict(loaded.spec, run.observed, the_plan, problems)
-        if verdict.verdict is Verdict.CONVERGED or loop.time() >= deadline:
+        if applied or said is not None:
+            observed = (
+                await observe_nodes(loaded.spec, transport, with_files=True, log_failures=False)
+            ).observed
+        the_plan = plan_with_digest(loaded, observed)
+        db = await db_view_for(loaded, observed)
+        problems = db_disagreements(loaded, observed, db)
+        verdict = cluster_verdict(loaded.spec, observed, the_plan, problems)
+        now = loop.time()
+        if verdict.verdict is Verdict.CONVERGED or now >= deadline:
             break
+        if said is None or now - said >= PROGRESS_SECONDS:
+            what = verdict.reasons[0] if verdict.reasons else verdict.verdict.value
+            to_stdout(
+                f"Waiting for the cluster to settle ({now - started:.0f} s of "
+                f"{args.settle_seconds:.0f} s): {what}"
+            )
+            said = now
         await asyncio.sleep(max(args.poll_interval, 0.5))
     if db is not None and db.reachable:
         streams = ", ".join(f"{s.address} lag {s.lag_bytes}" for s in db.replicas) or "none"
@@ -213,7 +249,7 @@ async def _verify(loaded: LoadedSpec, args: argparse.Namespace, transport: Trans
     to_stdout(f"Verdict: {verdict.verdict.value}")
     for reason in verdict.reasons:
         to_stdout(f"  - {reason}")
-    if the_plan.blocked:
+    if the_plan.blocked and applied:  # without steps, the plan above already said it
         to_stdout("Held back:")
         for b in the_plan.blocked:
             to_stdout(f"  x {b.node or 'cluster'}: {b.reason}")
@@ -238,7 +274,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
     else:
         loaded = load_reporting_warnings(args.target)
-    state_dir = args.state_dir or default_state_dir(loaded.base_dir)
+    state_dir = prepare_state_dir(
+        configured_state_dir(args.state_dir) or default_state_dir(loaded.base_dir)
+    )
     with acquire_lock(
         args.lock,
         state_dir=state_dir,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from reconciler.apply.options import ExecutorOptions
+from reconciler.cli.argument_types import positive_int, positive_seconds
 
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,21 +22,11 @@ def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         metavar="SECONDS",
         help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (stderr)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) -> None:
@@ -63,7 +54,7 @@ def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) 
     )
     p.add_argument(
         "--max-failed-polls",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         metavar="N",
         help="fail an asynchronous step once its node missed N polls in a row, instead of "

@@ -43,7 +43,8 @@ def register(subparsers: Any) -> None:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"lock, audit log and journal (default: {STATE_DIR_NAME}/ next to the spec)",
+        help="lock, audit log and journal (default $RECONCILE_STATE_DIR, else "
+        f"{STATE_DIR_NAME}/ next to the spec)",
     )
     p.add_argument(
         "--break-lock", action="store_true", help="break a stale lock (never a live one)"

@@ -48,8 +48,12 @@ def load_reporting_warnings(path: Path) -> LoadedSpec:
     return loaded
 
 
-def report_unobserved(run: ObservationRun) -> None:
+def report_unobserved(run: ObservationRun, *, permanent_raised: bool = False) -> None:
+    """One line per node that could not be observed (a permanent failure that the caller
+    raises next is left to that error's own line)."""
     for name, error in run.errors.items():
+        if permanent_raised and not error.retryable:
+            continue
         kind = "error" if not error.retryable else "warning"
         to_stderr(f"{kind}: {name}: {error.detail}")
 
@@ -71,7 +75,9 @@ async def observe_once(
     """One observation run over a transport of its own (closed afterwards)."""
     transport = make_transport(loaded, args)
     try:
-        return await observe_nodes(loaded.spec, transport, with_files=with_files)
+        return await observe_nodes(
+            loaded.spec, transport, with_files=with_files, log_failures=False
+        )
     finally:
         await transport.close()
 
@@ -81,9 +87,9 @@ async def observe_for_plan(loaded: LoadedSpec, args: argparse.Namespace) -> Obse
     configure_logging(verbose=int(getattr(args, "verbose", 0) or 0))
     transport = make_transport(loaded, args)
     try:
-        run = await observe_nodes(loaded.spec, transport, with_files=True)
+        run = await observe_nodes(loaded.spec, transport, with_files=True, log_failures=False)
     finally:
         await transport.close()
-    report_unobserved(run)
+    report_unobserved(run, permanent_raised=True)
     raise_permanent(run)
     return run.observed

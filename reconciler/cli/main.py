@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from reconciler.cli.output_files import write_output
 from reconciler.cli.planning import plan_with_digest
 from reconciler.common.diagnostics import Diagnostic
 from reconciler.common.errors import ReconcilerError, SpecError
+from reconciler.common.logging_setup import scrub_text
+from reconciler.common.private_files import output_problem
 from reconciler.observe.snapshot_io import load_snapshot
 from reconciler.observe.snapshot_model import Observed
 from reconciler.plan.render import render_json, render_markdown, render_text
@@ -28,6 +33,16 @@ from reconciler.spec.schema import spec_json_schema_text
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
+
+
+DEBUG_ENV = "RECONCILE_DEBUG"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cms-cluster-reconciler")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class UsageError(ReconcilerError):
@@ -111,11 +126,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
     if args.out is not None and len(specs) != 1:
         raise UsageError("--out saves the plan of exactly one spec")
+    if args.out is not None and (problem := output_problem(args.out)) is not None:
+        raise UsageError(f"--out {args.out}: {problem}")
     loaded = [_load(path) for path in specs]  # every spec valid before any node is touched
     observed = _observe_all(loaded, args)
     plans = [plan_with_digest(one, obs) for one, obs in zip(loaded, observed, strict=True)]
     if args.out is not None:
-        args.out.write_text(save_plan(plans[0], loaded[0].path), encoding="utf-8")
+        write_output(args.out, "--out", save_plan(plans[0], loaded[0].path))
         sys.stderr.write(f"saved plan to {args.out}\n")
     if args.format == "json":
         sys.stdout.write(render_json(plans))
@@ -144,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reconcile",
         description="Declarative, GitOps reconciliation of Cisco Meeting Server database clusters.",
         epilog="Exit codes: 0 ok/no changes, 1 error, 2 changes present (--detailed-exitcode).",
+    )
+    parser.add_argument("--version", action="version", version=f"reconcile {_version()}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the traceback of an unexpected error (also {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -178,13 +201,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = bool(args.debug) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        return _run(args)
+    except OSError as exc:
+        # One error boundary: what the commands did not turn into a message themselves.
+        if debug:
+            raise
+        sys.stderr.write(f"error: {scrub_text(_os_error(exc))}\n")
+        return EXIT_ERROR
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(
+            f"error: internal error ({type(exc).__name__}): {scrub_text(str(exc))}; "
+            f"run with --debug (or {DEBUG_ENV}=1) to see where\n"
+        )
+        return EXIT_ERROR
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.handler(args)
     except SpecError as exc:
-        _print_diagnostics(exc.diagnostics or (str(exc),))
+        _print_diagnostics(exc.diagnostics or (f"error: {exc}",))
         # str(exc) repeats the diagnostics after its first line (a summary), or is the one
         # diagnostic itself (a file that cannot be read or parsed): say each thing once.
         first = str(exc).splitlines()[0] if str(exc) else ""

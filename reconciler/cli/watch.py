@@ -23,7 +23,8 @@ import structlog
 from reconciler.apply.locks.acquire import add_lock_arguments
 from reconciler.apply.locks.url import parse_lock_url
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.state_dir import STATE_DIR_NAME
+from reconciler.apply.state_dir import STATE_DIR_NAME, configured_state_dir
+from reconciler.cli.argument_types import listen_port, positive_seconds
 from reconciler.cli.arguments import add_executor_arguments
 from reconciler.common.errors import ReconcilerError
 from reconciler.common.logging_setup import configure_logging
@@ -96,9 +97,15 @@ async def run_watch(options: WatchOptions) -> int:
     )
     server: MetricsServer | None = None
     if options.metrics_port is not None:
-        server = start_metrics_server(
-            metrics, health, host=options.metrics_address, port=options.metrics_port
-        )
+        try:
+            server = start_metrics_server(
+                metrics, health, host=options.metrics_address, port=options.metrics_port
+            )
+        except OSError as exc:
+            raise ReconcilerError(
+                f"cannot serve metrics on {options.metrics_address}:{options.metrics_port} "
+                f"(--metrics-address/--metrics-port): {exc.strerror or exc}"
+            ) from None
         log.info(
             "metrics listening",
             address=options.metrics_address,
@@ -166,15 +173,9 @@ def _env_port(name: str) -> int | None:
     if not value:
         return None
     try:
-        return int(value)
-    except ValueError:
-        raise ReconcilerError(f"${name} must be a port number, not {value!r}") from None
-
-
-def default_state_dir() -> Path | None:
-    """$RECONCILE_STATE_DIR, else None (`.reconcile/` next to each spec, like apply)."""
-    env = os.environ.get("RECONCILE_STATE_DIR")
-    return Path(env) if env else None
+        return listen_port(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ReconcilerError(f"${name} {exc}") from None
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
@@ -194,10 +195,11 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=listen_port,
         default=None,
         metavar="PORT",
-        help="serve /metrics and /healthz on this port (default $RECONCILE_METRICS_PORT; off)",
+        help="serve /metrics and /healthz on this port, 0: any free one (default "
+        "$RECONCILE_METRICS_PORT; off)",
     )
     p.add_argument(
         "--metrics-address",
@@ -241,7 +243,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         metavar="SECONDS",
         help="SSH connect and per-command timeout (default: ssh.connect_timeout/command_timeout)",
     )
@@ -262,7 +264,7 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
             mode=Mode(args.mode),
             backoff=BackoffPolicy(cap=max(600.0, args.interval)),
         ),
-        state_dir=args.state_dir or default_state_dir(),
+        state_dir=configured_state_dir(args.state_dir),
         metrics_port=(
             args.metrics_port
             if args.metrics_port is not None

@@ -40,6 +40,12 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+def scrub_text(text: str) -> str:
+    """``text`` with every registered secret masked (for messages outside the log)."""
+    scrubbed: str = _scrub(text)
+    return scrubbed
+
+
 def redact_secrets(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

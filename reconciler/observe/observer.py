@@ -92,12 +92,16 @@ async def observe_nodes(
     names: Iterable[str] | None = None,
     *,
     with_files: bool,
+    log_failures: bool = True,
 ) -> ObservationRun:
     """Observe ``names`` (spec node names or extra member addresses) concurrently.
 
     Without ``names``: every spec node, then every cluster member the spec does not
-    list (keyed by its address), so the planner can remove it.
+    list (keyed by its address), so the planner can remove it. A node that could not be
+    observed is logged as a warning, unless the caller reports ``errors`` itself
+    (``log_failures=False``: the commands print one line per node).
     """
+    warn = log.warning if log_failures else log.debug
     full = names is None
     wanted = [target_for(spec, n) for n in (names if names is not None else node_targets(spec))]
     started = time.monotonic()
@@ -107,10 +111,10 @@ async def observe_nodes(
             return target.name, await observe_node(transport, target, with_files=with_files), None
         except (IncompleteOutputError, CommandTimeoutError) as exc:
             # It answered (the connection was made) but gave no usable status.
-            log.warning("status not readable", node=target.name, reason=exc.detail)
+            warn("status not readable", node=target.name, reason=exc.detail)
             return target.name, NodeObservation(unreadable=exc.detail), exc
         except TransportError as exc:
-            log.warning("node not observed", node=target.name, reason=exc.detail)
+            warn("node not observed", node=target.name, reason=exc.detail)
             return target.name, NodeObservation(unreachable=exc.detail), exc
 
     results = list(await asyncio.gather(*(one(t) for t in wanted)))

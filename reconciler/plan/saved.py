@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reconciler.common.errors import SpecError
-from reconciler.common.file_limits import PLAN_LIMIT, FileReadError, read_text_bounded
+from reconciler.common.file_limits import PLAN_LIMIT, read_text_bounded
 from reconciler.plan.model import PLAN_FORMAT_VERSION, Plan
 
 SAVED_PLAN_KIND = "cms-reconciler-plan"
@@ -33,10 +33,6 @@ def save_plan(plan: Plan, spec_path: Path) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-class _InvalidJson(SpecError):
-    pass
-
-
 def read_plan_document(path: Path) -> Any:
     """The JSON value of a saved plan file (any JSON); SpecError naming the file otherwise."""
     return _parse_json(path, read_text_bounded(path, PLAN_LIMIT, "saved plan"))
@@ -46,33 +42,20 @@ def _parse_json(path: Path, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise _InvalidJson(
+        raise SpecError(
             f"{path}:{exc.lineno}:{exc.colno}: not a saved plan (invalid JSON: {exc.msg})"
         ) from None
     except RecursionError:
         raise SpecError(f"{path}: not a saved plan (JSON nested too deeply)") from None
     except ValueError as exc:  # e.g. an integer with too many digits
-        raise _InvalidJson(f"{path}: not a saved plan (invalid JSON: {exc})") from None
+        raise SpecError(f"{path}: not a saved plan (invalid JSON: {exc})") from None
 
 
 def is_saved_plan(path: Path) -> bool:
-    """A ``.json`` file whose top level says it is a saved plan.
-
-    A ``.json`` file that exists but cannot be read (not a regular file, too large, not
-    UTF-8) or is nested too deeply raises SpecError; a missing file or other invalid JSON
-    is "not a plan" (then read as a spec, which reports it).
-    """
-    if path.suffix.lower() != ".json":
-        return False
-    try:
-        head = read_plan_document(path)
-    except FileReadError as exc:
-        if exc.missing:
-            return False
-        raise
-    except _InvalidJson:
-        return False
-    return isinstance(head, dict) and head.get("kind") == SAVED_PLAN_KIND
+    """``apply`` reads a ``.json`` target as a saved plan (specs are YAML): a missing,
+    truncated or foreign JSON file is then reported as a saved plan that cannot be used,
+    never validated as a spec."""
+    return path.suffix.lower() == ".json"
 
 
 def load_plan(path: Path) -> tuple[Plan, Path]:

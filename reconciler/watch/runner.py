@@ -22,7 +22,7 @@ from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
 from reconciler.apply.executor import Executor
 from reconciler.apply.locks.acquire import acquire_lock
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.state_dir import default_state_dir
+from reconciler.apply.state_dir import default_state_dir, prepare_state_dir
 from reconciler.common.errors import FactsChangedError, LockHeldError, ReconcilerError
 from reconciler.common.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
 from reconciler.observe.observer import observe_cluster, observe_nodes
@@ -164,7 +164,10 @@ class LiveClusterRunner:
     ) -> ApplyOutcome:
         cluster = revision.cluster
         run_id = uuid.uuid4().hex[:12]
-        state_dir = self.state_dir_for(revision)
+        try:
+            state_dir = prepare_state_dir(self.state_dir_for(revision))
+        except ReconcilerError as exc:
+            return ApplyOutcome(applied=0, failed=0, error=str(exc))
         try:
             # In a thread: a --lock-timeout wait (or a slow lock server) must not block the loop.
             lock = await asyncio.to_thread(

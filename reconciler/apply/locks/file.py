@@ -27,6 +27,7 @@ import structlog
 
 from reconciler.apply.locks.held import LockInfo, RenewedLock, now_utc
 from reconciler.common.errors import LockHeldError, LockLostError, StaleLockError
+from reconciler.common.private_files import FILE_MODE, private_dir
 
 __all__ = ["DEFAULT_TTL_SECONDS", "ApplyLock", "lock_path", "read_lock", "stale_reason"]
 
@@ -60,7 +61,7 @@ def _create_with_content(path: Path, content: str) -> None:
     never sees the lock file empty or half written.
     """
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
-    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(content)
@@ -130,7 +131,7 @@ class ApplyLock(RenewedLock):
         break_lock: bool = False,
         run_id: str | None = None,
     ) -> ApplyLock:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         path = lock_path(state_dir, cluster)
         base = LockInfo.for_this_process(cluster, run_id)
         started = datetime.fromisoformat(base.started_at)
@@ -195,7 +196,9 @@ class ApplyLock(RenewedLock):
             tmp = self.path.with_name(
                 self.path.name + f".{os.getpid()}.{threading.get_ident()}.tmp"
             )
-            tmp.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+            fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(asdict(info), indent=2) + "\n")
             os.replace(tmp, self.path)
             self.info = info
 
