@@ -175,6 +175,7 @@ class Executor:
                     options=self.options,
                     action_timeout=self.action_timeout,
                     stop=self.stop,
+                    progress=self._progress,
                 )
             marks.append(time.monotonic())
             await wait_for_outcome(step, shown, self._view, self._readings, self.options)

@@ -13,3 +13,6 @@ class ExecutorOptions:
     # polls in a row that may fail (the node does not answer) while an asynchronous command
     # runs, before the step fails instead of waiting for action_timeout
     max_failed_polls: int = 5
+    # the longest a running asynchronous command goes without a progress line (elapsed,
+    # node, `Last command`), like Terraform's "Still creating... [10s elapsed]"
+    progress_every: float = 10.0

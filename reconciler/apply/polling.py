@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from reconciler.apply.live_view import LiveView
 from reconciler.apply.options import ExecutorOptions
@@ -30,12 +30,15 @@ async def wait_for_result(
     options: ExecutorOptions,
     action_timeout: float,
     stop: asyncio.Event | None,
+    progress: Callable[[str], None] | None = None,
 ) -> NodeObservation:
     """Poll until the node shows the command's result; returns the observation that
     shows ``(Success)``. Each poll round also reads the nodes the next steps will
-    re-read (:meth:`Schedule.lookahead_nodes`)."""
+    re-read (:meth:`Schedule.lookahead_nodes`); every ``options.progress_every`` seconds
+    ``progress`` gets a line with the elapsed time and the node's `Last command`."""
     target = target_for(view.spec, step.node)
-    deadline = time.monotonic() + action_timeout
+    started = said = time.monotonic()
+    deadline = started + action_timeout
     backoff = PollDelay(options.poll_interval)
     failed = 0  # polls in a row at which the node did not answer
     while True:
@@ -69,7 +72,15 @@ async def wait_for_result(
                     node=step.node,
                     step_id=step.id,
                 )
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if progress is not None and now - said >= options.progress_every:
+            shown = last.raw if last is not None else obs.why_not
+            progress(
+                f"[{step.id}] {step.node}: still running ({now - started:.0f}s elapsed); "
+                f"Last command: {shown}"
+            )
+            said = now
+        if now >= deadline:
             shown = last.raw if last is not None else obs.why_not
             raise StepFailedError(
                 f"{step.command!r} on {target.label} did not finish within "

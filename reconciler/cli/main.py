@@ -18,6 +18,9 @@ from typing import NoReturn
 
 from reconciler.cli.output_files import write_output
 from reconciler.cli.planning import plan_with_digest
+from reconciler.cli.validate_report import render_github as validate_github
+from reconciler.cli.validate_report import render_json as validate_json
+from reconciler.cli.validate_report import validate_file
 from reconciler.common.diagnostics import Diagnostic
 from reconciler.common.errors import ReconcilerError, SpecError
 from reconciler.common.logging_setup import scrub_text
@@ -75,6 +78,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     specs = discover_specs(args.specs)
     if not specs:
         raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
+    if args.format != "text":
+        results = [validate_file(path) for path in specs]
+        render = validate_json if args.format == "json" else validate_github
+        sys.stdout.write(render(results))
+        return EXIT_OK if all(r.valid for r in results) else EXIT_ERROR
     failed = 0
     for path in specs:
         try:
@@ -172,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check spec files (syntax, rules, certificates)")
     p.add_argument("specs", nargs="+", type=Path, metavar="SPEC_OR_DIR")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text (default); json: every diagnostic, schemas/validate-output.schema.json; "
+        "github: workflow-command annotations on the lines",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("plan", help="show what apply would do (offline with --observed)")
