@@ -27,6 +27,7 @@ from reconciler.apply.state_dir import (
     default_state_dir,
     prepare_state_dir,
 )
+from reconciler.cli.apply_report import ApplyReport
 from reconciler.cli.arguments import executor_options
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
@@ -37,7 +38,12 @@ from reconciler.cli.live_observation import (
 from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK, to_stderr, to_stdout
 from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.stale_plan import render_stale, stale_facts
-from reconciler.common.errors import FactsChangedError, SpecError, StalePlanError
+from reconciler.common.errors import (
+    FactsChangedError,
+    ReconcilerError,
+    SpecError,
+    StalePlanError,
+)
 from reconciler.common.logging_setup import configure_logging
 from reconciler.observe.observer import ObservationRun, observe_nodes
 from reconciler.observe.snapshot_model import Observed
@@ -71,6 +77,7 @@ async def _apply(
     saved: Plan | None,
     lock: ClusterLock,
     state_dir: Path,
+    report: ApplyReport,
 ) -> int:
     spec = loaded.spec
     preload_driver()  # for the database check that proves convergence at the end
@@ -79,14 +86,14 @@ async def _apply(
         run = await observe_nodes(spec, transport, with_files=True, log_failures=False)
         report_unobserved(run, permanent_raised=True)
         raise_permanent(run)
-        run = await _wait_for_running_commands(loaded, transport, run, args)
+        run = await _wait_for_running_commands(loaded, transport, run, args, report)
         if saved is not None:
             changed = stale_facts(loaded, saved, run.observed)
             if changed:
-                to_stdout(
+                report.say(
                     f"The saved plan is stale: {len(changed)} fact(s) changed since it was made:"
                 )
-                to_stdout(render_stale(changed))
+                report.say(render_stale(changed))
                 raise StalePlanError(
                     "saved plan refused: the cluster changed since the plan was made; "
                     "make a new plan",
@@ -95,10 +102,11 @@ async def _apply(
             the_plan = saved
         else:
             the_plan = plan_with_digest(loaded, run.observed)
-        to_stdout(render_plan_text(the_plan))
+        report.say(render_plan_text(the_plan))
         if the_plan.steps:
             if saved is None and not _confirm(the_plan, args):
-                to_stdout("Apply cancelled; nothing was changed.")
+                report.say("Apply cancelled; nothing was changed.")
+                report.outcome = "cancelled"
                 return EXIT_ERROR
             run_id = lock.info.run_id
             stop = asyncio.Event()
@@ -110,17 +118,19 @@ async def _apply(
                 journal=Journal(journal_path(state_dir, spec.cluster), spec.cluster, run_id),
                 lock=lock,
                 options=executor_options(args),
-                progress=to_stdout,
+                progress=report.say,
                 stop=stop,
                 # no confirmation prompt between the observation and the first step
                 observed_fresh=saved is not None or bool(args.yes),
             )
             with _stop_on_signals(stop):
                 result = await executor.execute(the_plan)
+            report.records = list(result.records)
+            report.error = None if result.error is None else str(result.error)
             if result.stopped and result.error is None:
                 left = [r for r in result.records if r.outcome == "abandoned"]
                 running = "; ".join(f"`{r.step.command}` on {r.step.node}" for r in left)
-                to_stdout(
+                report.say(
                     f"Stopped by a signal after {len(result.done)} step(s); "
                     + (
                         f"still running on the node (not waited for): {running}; "
@@ -129,6 +139,7 @@ async def _apply(
                     )
                     + "the lock is released. Run apply again to continue."
                 )
+                report.outcome = "stopped"
                 return EXIT_ERROR
             if result.error is not None:
                 step = result.failed_step
@@ -136,16 +147,21 @@ async def _apply(
                     to_stderr("Stopped: the cluster changed before the step ran:")
                     to_stderr("\n".join(f"  {line}" for line in result.error.changed))
                     to_stderr("Run apply again to re-plan from a fresh observation.")
+                    report.outcome = "facts changed"
                 else:
                     node = step.node if step is not None else "?"
                     diagnosis = await diagnose(
                         spec, transport, node, result.error, result.observed, step
                     )
                     to_stderr(diagnosis.render())
+                    report.outcome = "failed"
                 return EXIT_ERROR
-            to_stdout(f"Applied {len(result.done)} step(s).")
-            return await _verify(loaded, args, transport, applied=True, observed=result.observed)
-        return await _verify(loaded, args, transport, applied=False, observed=run.observed)
+            report.say(f"Applied {len(result.done)} step(s).")
+            report.outcome = "applied"
+            return await _verify(
+                loaded, args, transport, report, applied=True, observed=result.observed
+            )
+        return await _verify(loaded, args, transport, report, applied=False, observed=run.observed)
     finally:
         await transport.close()
 
@@ -179,14 +195,18 @@ def _running(observed: Observed) -> list[str]:
 
 
 async def _wait_for_running_commands(
-    loaded: LoadedSpec, transport: Transport, run: ObservationRun, args: argparse.Namespace
+    loaded: LoadedSpec,
+    transport: Transport,
+    run: ObservationRun,
+    args: argparse.Namespace,
+    report: ApplyReport,
 ) -> ObservationRun:
     """A command still running (e.g. the join of an apply that was killed) finishes first:
     the planner plans nothing cluster-changing while one runs."""
     running = _running(run.observed)
     if not running:
         return run
-    to_stdout("Waiting for commands still running: " + "; ".join(running))
+    report.say("Waiting for commands still running: " + "; ".join(running))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (args.action_timeout or loaded.spec.policy.action_timeout_seconds)
     while running and loop.time() < deadline:
@@ -210,6 +230,7 @@ async def _verify(
     loaded: LoadedSpec,
     args: argparse.Namespace,
     transport: Transport,
+    report: ApplyReport,
     *,
     applied: bool,
     observed: Observed,
@@ -234,7 +255,7 @@ async def _verify(
             break
         if said is None or now - said >= PROGRESS_SECONDS:
             what = verdict.reasons[0] if verdict.reasons else verdict.verdict.value
-            to_stdout(
+            report.say(
                 f"Waiting for the cluster to settle ({now - started:.0f} s of "
                 f"{args.settle_seconds:.0f} s): {what}"
             )
@@ -242,22 +263,26 @@ async def _verify(
         await asyncio.sleep(max(args.poll_interval, 0.5))
     if db is not None and db.reachable:
         streams = ", ".join(f"{s.address} lag {s.lag_bytes}" for s in db.replicas) or "none"
-        to_stdout(
+        report.say(
             f"Database view: master {db.master_address} "
             f"{'in recovery!' if db.in_recovery else 'not in recovery'}; streaming: {streams}"
         )
-    to_stdout(f"Verdict: {verdict.verdict.value}")
+    report.verdict, report.db, report.held_back = verdict, db, the_plan.blocked
+    report.say(f"Verdict: {verdict.verdict.value}")
     for reason in verdict.reasons:
-        to_stdout(f"  - {reason}")
+        report.say(f"  - {reason}")
     if the_plan.blocked and applied:  # without steps, the plan above already said it
-        to_stdout("Held back:")
+        report.say("Held back:")
         for b in the_plan.blocked:
-            to_stdout(f"  x {b.node or 'cluster'}: {b.reason}")
+            report.say(f"  x {b.node or 'cluster'}: {b.reason}")
     return EXIT_OK if verdict.verdict is Verdict.CONVERGED else EXIT_NOT_CONVERGED
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose)
+    as_json = args.format == "json"
+    if as_json and not args.yes and not is_saved_plan(args.target):
+        raise ReconcilerError("--format json cannot ask for confirmation: add --yes")
     saved: Plan | None = None
     if is_saved_plan(args.target):
         saved, spec_path = load_plan(args.target)
@@ -284,4 +309,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         break_lock=args.break_lock,
         timeout=args.lock_timeout,
     ) as lock:
-        return asyncio.run(_apply(loaded, args, saved, lock, state_dir))
+        report = ApplyReport(loaded.spec.cluster, say=to_stderr if as_json else to_stdout)
+        code = asyncio.run(_apply(loaded, args, saved, lock, state_dir, report))
+    if as_json:
+        sys.stdout.write(report.to_json(code))
+    return code

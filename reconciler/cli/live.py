@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("target", type=Path, metavar="SPEC_OR_PLAN_JSON")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one document on stdout after the run (each step's outcome and duration, "
+        "the verdict, the database view; schemas/apply-output.schema.json), the human lines "
+        "on stderr; needs --yes or a saved plan",
+    )
+    p.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from reconciler.apply.locks.file import ApplyLock
@@ -28,6 +29,13 @@ N1, N2, N3 = "cms-lab-1", "cms-lab-2", "cms-lab-3"
 @pytest.fixture(scope="module")
 def lab() -> Iterator[E2ELab]:
     yield from lab_fixture(LAB_BASE, 3)
+
+
+APPLY_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "apply-output.schema.json").read_text(
+        "utf-8"
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +115,16 @@ def test_master_moved_back_without_data_loss(lab: E2ELab, spec: Path) -> None:
     assert master != N1
     with lab.db(master) as conn:
         conn.execute("INSERT INTO cospaces (name, uri) VALUES ('e2e-marker', 'before-move')")
-    result = lab.apply(spec)
+    result = lab.apply(spec, "--format", "json")  # the machine report of a real master move
     assert result.code == 0, result.text
-    assert "master-move" in result.stdout
+    assert "master-move" in result.stderr  # the human lines go to stderr with --format json
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, APPLY_SCHEMA)
+    assert (report["exit_code"], report["outcome"], report["error"]) == (0, "applied", None)
+    assert report["steps"] and all(s["outcome"] == "done" for s in report["steps"])
+    assert any(s["action"] == "remove" and s["destructive"] for s in report["steps"])
+    assert report["verdict"]["verdict"] == "converged"
+    assert report["database_view"]["master"] == lab.address(N1)
     lab.wait_for(lambda r: r[N1]["role"] == "master", timeout=20, what="N1 master again")
     with lab.db(N1) as conn:
         found = conn.execute("SELECT uri FROM cospaces WHERE name = 'e2e-marker'").fetchall()
