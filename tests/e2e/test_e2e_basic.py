@@ -173,6 +173,12 @@ def test_wrong_password_clear_error_one_attempt(lab: E2ELab, spec: Path) -> None
     assert result.code == 1
     assert "authentication failed" in result.text and "$CMSLAB_PASSWORD" in result.text
     assert "not-the-password" not in result.text
+    # apply stops on it and says it once (not once per layer: log, node report, error)
+    refused = lab.reconcile("apply", spec, "--yes", env=lab.env(CMSLAB_PASSWORD="not-the-password"))
+    assert refused.code == 1
+    said = [line for line in refused.stderr.splitlines() if "authentication failed" in line]
+    assert len(said) == 1, refused.stderr
+    assert "not-the-password" not in refused.text
     missing = lab.reconcile("plan", spec, env=lab.env(CMSLAB_PASSWORD=None))
     assert missing.code == 1 and "CMSLAB_PASSWORD" in missing.text and "not set" in missing.text
 
