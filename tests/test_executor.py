@@ -753,21 +753,29 @@ async def test_a_look_ahead_reading_too_old_is_read_again(
     assert between.count("n1") == 4  # three polls, then the join's own re-read of its target
 
 
-async def test_a_running_command_gets_progress_lines_with_its_last_command(
-    tmp_path: Path, files: dict[str, LocalFile]
-) -> None:
+async def _progress_lines(
+    tmp_path: Path, files: dict[str, LocalFile], progress_every: float
+) -> list[str]:
+    """The progress lines of converging 3 fresh nodes whose commands run 4 polls each."""
     spec = make_spec(3)
     cluster = FakeCluster(fresh_world(3), async_polls=4)
     h = Harness(spec, cluster, tmp_path)
-    # every poll is "late" (progress_every=0): each one says what is running and for how long
     h.options = ExecutorOptions(
-        poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0, progress_every=0.0
+        poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0, progress_every=progress_every
     )
     result = await h.execute(replan(spec, cluster.world, files))
     assert result.ok, result.error
-    running = [line for line in h.lines if "still running" in line]
+    return h.lines
+
+
+async def test_a_running_command_gets_progress_lines_with_its_last_command(
+    tmp_path: Path, files: dict[str, LocalFile]
+) -> None:
+    # every poll is "late" (progress_every=0): each one says what is running and for how long
+    lines = await _progress_lines(tmp_path, files, progress_every=0.0)
+    running = [line for line in lines if "still running" in line]
     initialize = [line for line in running if "database cluster initialize" in line]
-    assert initialize, h.lines
+    assert initialize, lines
     assert all(line.startswith("[s") and "s elapsed); Last command: " in line for line in running)
     assert all("(In progress)" in line for line in initialize)
     joins = {line.split("]")[1].split(":")[0].strip() for line in running if "join" in line}
@@ -777,11 +785,5 @@ async def test_a_running_command_gets_progress_lines_with_its_last_command(
 async def test_no_progress_line_before_progress_every(
     tmp_path: Path, files: dict[str, LocalFile]
 ) -> None:
-    spec = make_spec(3)
-    cluster = FakeCluster(fresh_world(3), async_polls=4)
-    h = Harness(spec, cluster, tmp_path)
-    h.options = ExecutorOptions(
-        poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0, progress_every=3600.0
-    )
-    assert (await h.execute(replan(spec, cluster.world, files))).ok
-    assert not [line for line in h.lines if "still running" in line]
+    lines = await _progress_lines(tmp_path, files, progress_every=3600.0)
+    assert not [line for line in lines if "still running" in line]

@@ -30,7 +30,8 @@ def _now_iso() -> str:
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
-    private_dir(path.parent)
+    if not path.parent.is_dir():  # apply and watch prepare it; a bare AuditLog may not
+        private_dir(path.parent)
     line = json.dumps(record, sort_keys=True, default=str) + "\n"
     with os.fdopen(open_private_append(path), "ab") as fh:
         if os.fstat(fh.fileno()).st_size > 0:  # a line torn by a crash: start on a fresh line

@@ -226,6 +226,11 @@ def _worth_waiting(applied: bool, observed: Observed) -> bool:
     return applied or all(obs.reachable for obs in observed.nodes.values())
 
 
+async def _observe(loaded: LoadedSpec, transport: Transport) -> Observed:
+    run = await observe_nodes(loaded.spec, transport, with_files=True, log_failures=False)
+    return run.observed
+
+
 async def _verify(
     loaded: LoadedSpec,
     args: argparse.Namespace,
@@ -240,12 +245,10 @@ async def _verify(
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + (args.settle_seconds if _worth_waiting(applied, observed) else 0.0)
-    said = None
+    said: float | None = None
+    if applied:  # the run's last reading may predate the last step's effects
+        observed = await _observe(loaded, transport)
     while True:
-        if applied or said is not None:
-            observed = (
-                await observe_nodes(loaded.spec, transport, with_files=True, log_failures=False)
-            ).observed
         the_plan = plan_with_digest(loaded, observed)
         db = await db_view_for(loaded, observed)
         problems = db_disagreements(loaded, observed, db)
@@ -261,6 +264,7 @@ async def _verify(
             )
             said = now
         await asyncio.sleep(max(args.poll_interval, 0.5))
+        observed = await _observe(loaded, transport)
     if db is not None and db.reachable:
         streams = ", ".join(f"{s.address} lag {s.lag_bytes}" for s in db.replicas) or "none"
         report.say(

@@ -69,7 +69,9 @@ def check_certificate_roles(doc: YamlDocument, spec: ClusterSpec) -> list[Diagno
     return out
 
 
-def _set_files(path: FieldPath, certs: CertificateSet) -> list[tuple[FieldPath, str]]:
+def set_files(path: FieldPath, certs: CertificateSet) -> list[tuple[FieldPath, str]]:
+    """The files a certificate set names, each with its field: CA, then server and client
+    certificate and key."""
     files: list[tuple[FieldPath, str]] = [((*path, "ca"), certs.ca)]
     for pair_name, pair in (("server", certs.server), ("client", certs.client)):
         if pair is not None:
@@ -83,7 +85,7 @@ def check_remote_file_names(doc: YamlDocument, spec: ClusterSpec) -> list[Diagno
     out: list[Diagnostic] = []
     for set_path, certs in certificate_sets(spec):
         by_name: dict[str, tuple[FieldPath, str]] = {}
-        for path, spec_path in _set_files(set_path, certs):
+        for path, spec_path in set_files(set_path, certs):
             if looks_inline(spec_path):
                 continue  # reported by check_secrets, never quoted
             name = remote_name(spec_path)

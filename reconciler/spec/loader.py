@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from reconciler.common.diagnostics import Diagnostic, Severity, errors_of, sort_diagnostics
 from reconciler.common.errors import SpecError
 from reconciler.common.file_limits import SPEC_LIMIT, read_bounded
-from reconciler.spec.certificate_rules import certificate_sets
+from reconciler.spec.certificate_rules import certificate_sets, set_files
 from reconciler.spec.file_checks import check_spec_files, read_or_reason, resolve_path
 from reconciler.spec.local_file import LocalFile
 from reconciler.spec.model import ClusterSpec, remote_name
@@ -36,7 +36,7 @@ from reconciler.spec.model_errors import model_diagnostics
 from reconciler.spec.rules import check_spec
 from reconciler.spec.secret_rules import check_secrets, redact, secret_paths, secret_values
 from reconciler.spec.yaml_file import load_yaml_document
-from reconciler.spec.yaml_source import FieldPath, YamlDocument, field_name
+from reconciler.spec.yaml_source import YamlDocument, field_name
 
 
 @dataclass(frozen=True)
@@ -110,12 +110,7 @@ def read_local_files(loaded: LoadedSpec) -> dict[str, LocalFile]:
     files: dict[str, LocalFile] = {}
     problems: list[Diagnostic] = []
     for set_path, certs in certificate_sets(loaded.spec):
-        named: list[tuple[FieldPath, str]] = [((*set_path, "ca"), certs.ca)]
-        for pair_name, pair in (("server", certs.server), ("client", certs.client)):
-            if pair is not None:
-                named += [((*set_path, pair_name, "cert"), pair.cert)]
-                named += [((*set_path, pair_name, "key"), pair.key)]
-        for field, spec_path in named:
+        for field, spec_path in set_files(set_path, certs):
             if spec_path in files:
                 continue
             local = resolve_spec_path(loaded, spec_path)
