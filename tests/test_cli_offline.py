@@ -213,3 +213,41 @@ def test_database_port_defaults_to_5432_and_is_checked(tmp_path: Path) -> None:
     proc = run_cli("validate", str(bad))
     assert proc.returncode == 1
     assert f"{bad}:{line}:" in proc.stderr and "database_port" in proc.stderr
+
+
+def test_keys_on_the_nodes_are_checked_as_far_as_they_can_be(tmp_path: Path) -> None:
+    """key_on_node: no local key is read or uploaded; validate checks the certificates and
+    says what it could not check; the offline plan uploads certificates, never a key."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("key: keys/dbclusterserver.key", "key_on_node: dbclusterserver.key")
+    text = text.replace("key: keys/dbclusterclient.key", "key_on_node: dbclusterclient.key")
+    assert "key_on_node: dbclusterclient.key" in text
+    spec = tmp_path / "example.yaml"
+    spec.write_text(text, encoding="utf-8")
+    shutil.copytree(ROOT / "specs" / "certs", tmp_path / "certs")
+    (tmp_path / "known_hosts").write_text("", encoding="utf-8")
+    proc = run_cli("validate", str(spec))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 key(s) live on the nodes" in proc.stdout
+    assert "whether each key matches is checked by its node" in proc.stdout
+    assert "key" not in proc.stderr.replace("known_hosts", "")  # no key-mode warnings
+    unlisted = run_cli("plan", str(spec), "--observed", str(FRESH))
+    assert unlisted.returncode == 0, unlisted.stderr
+    assert "its file listing was not seen, so key(s) dbclusterserver.key" in unlisted.stdout
+    snapshot = FRESH.read_text(encoding="utf-8").replace(
+        "    status: |",
+        "    files: {dbclusterserver.key: '"
+        + "a" * 64
+        + "', dbclusterclient.key: '"
+        + "b" * 64
+        + "'}\n    status: |",
+    )
+    listed = tmp_path / "listed.yaml"
+    listed.write_text(snapshot, encoding="utf-8")
+    planned = run_cli("plan", str(spec), "--observed", str(listed), "--format", "json")
+    assert planned.returncode == 0, planned.stderr
+    steps = json.loads(planned.stdout)["steps"]
+    uploaded = [s["command"] for s in steps if s["action"] == "upload"]
+    assert uploaded and not any(".key" in str(u) for u in uploaded)
+    certs = [s["command"] for s in steps if s["action"] == "certs"]
+    assert certs and all("dbclusterserver.key" in c for c in certs)

@@ -427,3 +427,23 @@ def test_an_invalid_password_env_never_reaches_the_transport() -> None:
 
     with pytest.raises(ValidationError):
         SshSpec(password_env="hunter2!pw", known_hosts="known_hosts")
+
+
+def test_a_key_pair_needs_a_key() -> None:
+    d = one("key_pair_without_key")
+    assert (d.field, d.line) == ("certificates.client", 9)
+    assert d.message.startswith(
+        "no key: give `key` (a local file that is uploaded) or `key_on_node`"
+    )
+
+
+def test_a_key_is_local_or_on_the_node_not_both() -> None:
+    d = one("key_and_key_on_node")
+    assert (d.field, d.line) == ("certificates.server.key_on_node", 8)
+    assert d.message.startswith("give `key` or `key_on_node`, not both")
+
+
+def test_key_on_node_is_a_bare_name() -> None:
+    d = one("key_on_node_is_a_path")
+    assert (d.field, d.line) == ("certificates.server.key_on_node", 8)
+    assert "is a path: `key_on_node` is the bare file name" in d.message

@@ -89,9 +89,13 @@ def _private_copy(key: Path) -> Iterator[Path]:
         yield copy
 
 
-def _client_files(loaded: LoadedSpec, master_name: str | None) -> tuple[Path, Path, Path]:
+def _client_files(loaded: LoadedSpec, master_name: str | None) -> tuple[Path, Path, Path] | None:
+    """CA, client certificate and key for the database connection; None when the client
+    key lives on the node (``key_on_node``): then there is no local key to connect with."""
     spec = loaded.spec
     certs = spec.certificates_for(master_name) if master_name else spec.certificates
+    if certs.client.key is None:
+        return None
     return (
         resolve_spec_path(loaded, certs.ca),
         resolve_spec_path(loaded, certs.client.cert),
@@ -120,7 +124,15 @@ async def read_db_view(
     timeout: float = 5.0,
 ) -> DbView:
     """Connect to the master's database (never raises: errors are in the view)."""
-    ca, cert, key = _client_files(loaded, master_name)
+    files = _client_files(loaded, master_name)
+    if files is None:
+        return DbView(
+            master_address=master_address,
+            reachable=False,
+            error="not read: the client key lives on the node (key_on_node), and the database "
+            "view needs a local client key",
+        )
+    ca, cert, key = files
     host = master_address.strip("[]")
     import psycopg  # imported on first use: see preload_driver
 
@@ -173,12 +185,15 @@ async def read_db_view(
 
 
 async def db_view_for(loaded: LoadedSpec, observed: Observed, **kwargs: object) -> DbView | None:
-    """The database view of the master the MMP reports (None when there is no single master)."""
+    """The database view of the master the MMP reports (None when there is no single
+    master, or no local client key to connect with: the key lives on the node)."""
     view = build_view(loaded.spec, observed)
     if view.master is None:
         return None
     node = view.master_node
     name = node.key if node is not None and node.in_spec else None
+    if _client_files(loaded, name) is None:
+        return None
     return await read_db_view(loaded, view.master, master_name=name, **kwargs)  # type: ignore[arg-type]
 
 

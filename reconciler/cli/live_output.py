@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from reconciler.cli.colour import write_text
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_NOT_CONVERGED = 2
@@ -16,10 +18,9 @@ EXIT_NOT_CONVERGED = 2
 
 def to_stderr(text: str) -> None:
     """One line to stderr: warnings, errors, notes about files written."""
-    sys.stderr.write(text.rstrip("\n") + "\n")
+    write_text(sys.stderr, text.rstrip("\n") + "\n")
 
 
 def to_stdout(text: str) -> None:
     """One line to stdout, flushed at once (apply's progress is read as it happens)."""
-    sys.stdout.write(text.rstrip("\n") + "\n")
-    sys.stdout.flush()
+    write_text(sys.stdout, text.rstrip("\n") + "\n")

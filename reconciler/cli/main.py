@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from reconciler.cli.colour import disable_colour, write_text
 from reconciler.cli.output_files import write_output
 from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.validate_report import render_github as validate_github
@@ -29,6 +30,7 @@ from reconciler.observe.snapshot_io import load_snapshot
 from reconciler.observe.snapshot_model import Observed
 from reconciler.plan.render import render_json, render_markdown, render_text
 from reconciler.plan.saved import save_plan
+from reconciler.spec.certificate_rules import certificate_sets, node_held_keys
 from reconciler.spec.discovery import discover_specs
 from reconciler.spec.loader import LoadedSpec, load_spec
 from reconciler.spec.schema import spec_json_schema_text
@@ -39,6 +41,7 @@ EXIT_CHANGES = 2
 
 
 DEBUG_ENV = "RECONCILE_DEBUG"
+NO_COLOR_HELP = "no colour on a terminal (also NO_COLOR=1); colour is never used in a pipe"
 
 
 def _version() -> str:
@@ -64,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
 def _print_diagnostics(diagnostics: Sequence[object]) -> None:
     for d in diagnostics:
         text = d.render() if isinstance(d, Diagnostic) else str(d)
-        sys.stderr.write(text + "\n")
+        write_text(sys.stderr, text + "\n")
 
 
 def _load(path: Path) -> LoadedSpec:
@@ -90,14 +93,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except SpecError as exc:
             failed += 1
             _print_diagnostics(exc.diagnostics or (str(exc),))
-            sys.stderr.write(f"INVALID {path}\n")
+            write_text(sys.stderr, f"INVALID {path}\n")
             continue
         spec = loaded.spec
         warn = f", {len(loaded.warnings)} warning(s)" if loaded.warnings else ""
-        print(
+        held = sum(len(node_held_keys(p, c)) for p, c in certificate_sets(spec))
+        on_nodes = (
+            f"; {held} key(s) live on the nodes: their certificates' CN, CA and dates were "
+            "checked, whether each key matches is checked by its node"
+            if held
+            else ""
+        )
+        write_text(
+            sys.stdout,
             f"OK {path}: cluster {spec.cluster}, {len(spec.database_nodes)} database node(s), "
             f"{len(spec.nodes) - len(spec.database_nodes)} client node(s), "
-            f"master {spec.master}{warn}"
+            f"master {spec.master}{warn}{on_nodes}\n",
         )
     return EXIT_ERROR if failed else EXIT_OK
 
@@ -147,7 +158,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         sys.stdout.write(render_markdown(plans))
     else:
-        sys.stdout.write("\n".join(render_text(p) for p in plans))
+        write_text(sys.stdout, "\n".join(render_text(p) for p in plans))
     if args.detailed_exitcode and any(p.changes_present or p.drift for p in plans):
         return EXIT_CHANGES
     return EXIT_OK
@@ -162,6 +173,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that importing reconciler.cli (offline helpers) does not load asyncssh.
     from reconciler.cli import arguments as cli_arguments
+    from reconciler.cli import import_command as cli_import
     from reconciler.cli import live as cli_live
     from reconciler.cli import watch as cli_watch
 
@@ -176,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"show the traceback of an unexpected error (also {DEBUG_ENV}=1)",
     )
+    parser.add_argument("--no-color", action="store_true", help=NO_COLOR_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check spec files (syntax, rules, certificates)")
@@ -213,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_live.register(sub)
     cli_watch.register(sub)
+    cli_import.register(sub)
+    for command in sub.choices.values():  # after the command too, as `terraform plan -no-color`
+        command.add_argument(
+            "--no-color", action="store_true", default=argparse.SUPPRESS, help=NO_COLOR_HELP
+        )
     return parser
 
 
@@ -224,6 +242,8 @@ def _os_error(exc: OSError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.no_color:
+        disable_colour()
     debug = bool(args.debug) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return _run(args)
@@ -231,14 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One error boundary: what the commands did not turn into a message themselves.
         if debug:
             raise
-        sys.stderr.write(f"error: {scrub_text(_os_error(exc))}\n")
+        write_text(sys.stderr, f"error: {scrub_text(_os_error(exc))}\n")
         return EXIT_ERROR
     except Exception as exc:
         if debug:
             raise
-        sys.stderr.write(
+        write_text(
+            sys.stderr,
             f"error: internal error ({type(exc).__name__}): {scrub_text(str(exc))}; "
-            f"run with --debug (or {DEBUG_ENV}=1) to see where\n"
+            f"run with --debug (or {DEBUG_ENV}=1) to see where\n",
         )
         return EXIT_ERROR
 
@@ -253,13 +274,13 @@ def _run(args: argparse.Namespace) -> int:
         first = str(exc).splitlines()[0] if str(exc) else ""
         shown = {d.render() for d in exc.diagnostics if isinstance(d, Diagnostic)}
         if exc.diagnostics and first not in shown:
-            sys.stderr.write(f"error: {first}\n")
+            write_text(sys.stderr, f"error: {first}\n")
         return EXIT_ERROR
     except ReconcilerError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        write_text(sys.stderr, f"error: {exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        write_text(sys.stderr, "interrupted\n")
         return 130
     return code
 

@@ -13,6 +13,7 @@ import datetime as dt
 import sys
 
 from reconciler.apply.database_view import DbView, db_disagreements, db_view_for, preload_driver
+from reconciler.cli.colour import write_text
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
     observe_once,
@@ -74,7 +75,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     loaded = load_reporting_warnings(args.spec)
     run, _, db, verdict = asyncio.run(gather_status(loaded, args, with_db=not args.no_db))
     report = build_report(loaded.spec, run.observed, verdict, certificate_expiries(loaded), db)
-    sys.stdout.write(render_json(report) if args.format == "json" else render_text(report))
+    if args.format == "json":
+        sys.stdout.write(render_json(report))
+    else:
+        write_text(sys.stdout, render_text(report))
     if run.permanent_errors:
         report_unobserved(run)
         return EXIT_ERROR

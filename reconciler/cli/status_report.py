@@ -159,7 +159,7 @@ def render_text(report: StatusReport) -> str:
     db = report.database
     lines.append("Database view (read from the master's database over mutual TLS):")
     if db is None:
-        lines.append("  (no single master to ask)")
+        lines.append("  (not read: no single master to ask, or the client key lives on the node)")
     elif not db.reachable:
         lines.append(f"  {db.master_address}: NOT reachable: {db.error}")
     else:

@@ -131,12 +131,28 @@ class PlanContext:
     def spec_paths(self, key: str) -> tuple[str, ...] | None:
         """Certificate files in `certs` argument order; None: database node without server pair."""
         cs = self.spec.certificates_for(key)
-        client = (cs.client.key, cs.client.cert, cs.ca)
+        client = (cs.client.key_ref, cs.client.cert, cs.ca)
         if not self.is_db(key):
             return client
         if cs.server is None:
             return None
-        return (cs.server.key, cs.server.cert, *client)
+        return (cs.server.key_ref, cs.server.cert, *client)
+
+    def keys_not_on_node(self, key: str) -> list[str]:
+        """What is wrong with the keys that live on the node (``key_on_node``): each one
+        the node's file listing lacks, or that the listing was not seen."""
+        cs = self.spec.certificates_for(key)
+        pairs = [cs.client] if not self.is_db(key) or cs.server is None else [cs.server, cs.client]
+        names = [p.key_on_node for p in pairs if p.key_on_node is not None]
+        listing = self.files.get(key)
+        if names and listing is None:
+            return [f"its file listing was not seen, so key(s) {', '.join(names)} are unknown"]
+        return [
+            f"key {n} is not on the node (keys named by key_on_node are never uploaded: make "
+            f"it there with `pki csr`)"
+            for n in names
+            if listing is not None and n not in listing
+        ]
 
     def remote_name(self, path: str) -> str:
         if self.local_files is not None and path in self.local_files:

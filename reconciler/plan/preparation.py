@@ -64,6 +64,10 @@ def prepare(
     if key in ctx.unknown and not (ctx.interface_known(key) and ctx.certs_known(key)):
         ctx.block(key, f"{key}: " + "; ".join(ctx.unknown[key]) + ": nothing is planned")
         return False
+    missing = ctx.keys_not_on_node(key) if ctx.certs.get(key) != wanted else []
+    if missing:
+        ctx.block(key, f"{key}: " + "; ".join(missing) + ": its certificates are not set")
+        return False
     if with_uploads:
         for path, lf in ctx.uploads_needed(key):
             add_upload(ctx, key, path, lf, procedure)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from reconciler.common.diagnostics import Diagnostic
-from reconciler.spec.model import CertificateSet, ClusterSpec, NodeRole, remote_name
+from reconciler.spec.model import CertificateSet, ClusterSpec, KeyPair, NodeRole, remote_name
 from reconciler.spec.secret_rules import looks_inline
 from reconciler.spec.yaml_source import FieldPath, YamlDocument, field_name
 
@@ -70,14 +70,63 @@ def check_certificate_roles(doc: YamlDocument, spec: ClusterSpec) -> list[Diagno
 
 
 def set_files(path: FieldPath, certs: CertificateSet) -> list[tuple[FieldPath, str]]:
-    """The files a certificate set names, each with its field: CA, then server and client
-    certificate and key."""
+    """The local files a certificate set names, each with its field: CA, then server and
+    client certificate and key (a key that lives on the node is no local file)."""
     files: list[tuple[FieldPath, str]] = [((*path, "ca"), certs.ca)]
-    for pair_name, pair in (("server", certs.server), ("client", certs.client)):
-        if pair is not None:
-            files.append(((*path, pair_name, "cert"), pair.cert))
+    for pair_name, pair in _pairs(certs):
+        files.append(((*path, pair_name, "cert"), pair.cert))
+        if pair.key is not None:
             files.append(((*path, pair_name, "key"), pair.key))
     return files
+
+
+def node_held_keys(path: FieldPath, certs: CertificateSet) -> list[tuple[FieldPath, str]]:
+    """The keys of a certificate set that live on the node (``key_on_node``), with fields."""
+    return [
+        ((*path, pair_name, "key_on_node"), pair.key_on_node)
+        for pair_name, pair in _pairs(certs)
+        if pair.key_on_node is not None and pair.key is None  # both: one error is enough
+    ]
+
+
+def _pairs(certs: CertificateSet) -> list[tuple[str, KeyPair]]:
+    pairs = [("server", certs.server)] if certs.server is not None else []
+    return [*pairs, ("client", certs.client)]
+
+
+def check_key_sources(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
+    """Every key pair names its key once: a local file (``key``) or a file on the node."""
+    out: list[Diagnostic] = []
+    for set_path, certs in certificate_sets(spec):
+        for pair_name, pair in _pairs(certs):
+            path = (*set_path, pair_name)
+            if pair.key is None and pair.key_on_node is None:
+                out.append(
+                    doc.error(
+                        path,
+                        "no key: give `key` (a local file that is uploaded) or `key_on_node` "
+                        "(the bare name of a key made on the node by `pki csr`)",
+                    )
+                )
+            elif pair.key is not None and pair.key_on_node is not None:
+                out.append(
+                    doc.error(
+                        (*path, "key_on_node"),
+                        "give `key` or `key_on_node`, not both: a key is either uploaded from "
+                        "here or lives on the node",
+                    )
+                )
+            elif pair.key_on_node is not None and remote_name(pair.key_on_node) != (
+                pair.key_on_node
+            ):
+                out.append(
+                    doc.error(
+                        (*path, "key_on_node"),
+                        f"'{pair.key_on_node}' is a path: `key_on_node` is the bare file name "
+                        "the key has on the node (as `pki csr` wrote it)",
+                    )
+                )
+    return out
 
 
 def check_remote_file_names(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
@@ -85,7 +134,7 @@ def check_remote_file_names(doc: YamlDocument, spec: ClusterSpec) -> list[Diagno
     out: list[Diagnostic] = []
     for set_path, certs in certificate_sets(spec):
         by_name: dict[str, tuple[FieldPath, str]] = {}
-        for path, spec_path in set_files(set_path, certs):
+        for path, spec_path in set_files(set_path, certs) + node_held_keys(set_path, certs):
             if looks_inline(spec_path):
                 continue  # reported by check_secrets, never quoted
             name = remote_name(spec_path)

@@ -112,9 +112,11 @@ class _FileChecker:
             cert_field = (*path, name, "cert")
             key_field = (*path, name, "key")
             cert_bytes = self.readable(cert_field, pair.cert, what)
-            key_bytes = self.readable(key_field, pair.key, f"{name} key")
-            if key_bytes is not None:
-                self.key_permissions(key_field, pair.key)
+            key_bytes = None  # a key on the node is not here: the node checks it (`certs`)
+            if pair.key is not None:
+                key_bytes = self.readable(key_field, pair.key, f"{name} key")
+                if key_bytes is not None:
+                    self.key_permissions(key_field, pair.key)
             problems = cert_checks.check_pair(
                 cert_bytes,
                 key_bytes,
@@ -131,7 +133,7 @@ class _FileChecker:
         self, problem: CertProblem, cert_field: FieldPath, key_field: FieldPath, pair: KeyPair
     ) -> None:
         if problem.part is Part.KEY:
-            self.report(problem.severity, key_field, pair.key, problem.message)
+            self.report(problem.severity, key_field, pair.key_ref, problem.message)
         else:
             self.report(problem.severity, cert_field, pair.cert, problem.message)
 

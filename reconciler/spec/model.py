@@ -28,8 +28,27 @@ class NodeRole(StrEnum):
 
 
 class KeyPair(SpecModel):
+    """A certificate and its private key: the key is a local file the reconciler uploads
+    (``key``) or a file that lives on the node only (``key_on_node``, made there by
+    ``pki csr``; never read or uploaded). Exactly one of the two is given (a spec rule)."""
+
     cert: str = Field(description="Certificate file (PEM or DER), relative to the spec file")
-    key: str = Field(description="Private key file, relative to the spec file")
+    key: str | None = Field(
+        default=None, description="Private key file, relative to the spec file (uploaded)"
+    )
+    key_on_node: str | None = Field(
+        default=None,
+        description="Bare file name of a private key that lives on the node (made there by "
+        "`pki csr`): never read, copied or uploaded. Instead of `key`",
+    )
+
+    @property
+    def key_ref(self) -> str:
+        """How the planner names the key: its spec path, or the bare name on the node."""
+        ref = self.key if self.key is not None else self.key_on_node
+        if ref is None:  # refused by certificate_rules.check_key_sources before planning
+            raise ValueError("a key pair names neither key nor key_on_node")
+        return ref
 
 
 class CertificateSet(SpecModel):

@@ -15,7 +15,11 @@ contents are checked by :mod:`reconciler.spec.file_checks` (I/O) with
 from __future__ import annotations
 
 from reconciler.common.diagnostics import Diagnostic
-from reconciler.spec.certificate_rules import check_certificate_roles, check_remote_file_names
+from reconciler.spec.certificate_rules import (
+    check_certificate_roles,
+    check_key_sources,
+    check_remote_file_names,
+)
 from reconciler.spec.identity_rules import (
     check_addresses,
     check_names_are_not_addresses,
@@ -38,6 +42,7 @@ def check_spec(doc: YamlDocument, spec: ClusterSpec) -> list[Diagnostic]:
     out += check_topology(doc, spec)
     out += check_ssh_auth(doc, spec)
     out += check_certificate_roles(doc, spec)
+    out += check_key_sources(doc, spec)
     out += check_remote_file_names(doc, spec)
     out += check_maintenance_windows(doc, spec)
     return out
