@@ -44,7 +44,7 @@ from cmslab.scratch import scratch_lab
 from reconciler.cli.watch import DEFAULT_MAX_SSH
 from reconciler.common.logging_setup import configure_logging
 from reconciler.watch.runner import LiveClusterRunner
-from reconciler.watch.runner_interface import Revision
+from reconciler.watch.runner_interface import SpecVersion
 
 from .lab_util import bench_lab, write_spec
 
@@ -134,7 +134,7 @@ def write_lab_specs(
 
 # --- the measurement -----------------------------------------------------------------------
 
-Pairs = list[tuple[LiveClusterRunner, Revision]]
+Pairs = list[tuple[LiveClusterRunner, SpecVersion]]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -150,11 +150,11 @@ def cpu_of(pids: list[int]) -> float:
     return total / TICK
 
 
-async def observe_and_plan(runner: LiveClusterRunner, revision: Revision) -> None:
-    observed = await runner.observe(revision)
+async def observe_and_plan(runner: LiveClusterRunner, version: SpecVersion) -> None:
+    observed = await runner.observe(version)
     unreachable = [n for n, o in observed.nodes.items() if not o.reachable]
-    assert not unreachable, f"{revision.cluster}: unreachable {unreachable}"
-    runner.plan(revision, observed)
+    assert not unreachable, f"{version.cluster}: unreachable {unreachable}"
+    runner.plan(version, observed)
 
 
 async def timed(

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("observe_fanout", "convergence", "watch_reaction", "scale")
+BENCHMARKS = ("observe_fanout", "convergence", "watch_reaction", "git_reaction", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:

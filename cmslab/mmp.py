@@ -12,7 +12,7 @@ from functools import partial
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cmslab import node_ops, node_status, pki
+from cmslab import backup, node_ops, node_status, pki
 from cmslab.node import LabNode
 from cmslab.state import ROLE_CLIENT, ROLE_DATABASE
 from cmslab.status_text import render
@@ -31,6 +31,9 @@ database cluster connect <address>
 database cluster remove
 database cluster upgrade_schema
 database cluster clear error
+backup snapshot <name>
+backup list
+backup rollback <name>
 pki csr <basename> CN:<common name>
 pki list
 pki inspect <file>
@@ -47,10 +50,13 @@ USAGE = {
     "join": "database cluster join <master address>",
     "connect": "database cluster connect <address>",
     "csr": "pki csr <basename> CN:<common name>",
+    "snapshot": "backup snapshot <name> (<name>: 1 to 64 letters, digits, '.', '_' or '-',"
+    " starting with a letter or digit)",
     "inspect": "pki inspect <file>",
 }
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAX_BASENAME = 64  # `pki csr` basename
 
 
 @dataclass
@@ -93,6 +99,8 @@ async def run_command(node: LabNode, line: str, ask: Ask, write: Write) -> Resul
         return unknown
     if head == "pki":
         return await pki_command(node, words[1:], unknown)
+    if head == "backup":
+        return await backup_command(node, words[1:], unknown)
     if words[:2] == ["database", "cluster"] and len(words) >= 3:
         return await cluster_command(node, words[2:], ask, unknown)
     return unknown
@@ -133,13 +141,34 @@ async def pki_command(node: LabNode, args: list[str], unknown: Result) -> Result
     if args[0] == "csr":
         if len(args) != 3 or not args[2].startswith("CN:") or len(args[2]) < 4:
             return usage("csr")
-        base = args[1]
-        if not SAFE_NAME.match(base):
+        base, cn = args[1], args[2][3:]
+        if not SAFE_NAME.match(base) or len(base) > MAX_BASENAME:
             return fail(f"invalid file name '{base}'")
+        if len(cn) > pki.MAX_CN or not cn.isprintable():
+            return fail(f"invalid common name '{cn}': 1 to {pki.MAX_CN} printable characters")
+        for taken in (node.upload / f"{base}.key", node.upload / f"{base}.csr"):
+            if taken.exists():
+                return fail(f"file '{taken.name}' already exists")
         key = pki.new_key()
         pki.write_private(node.upload / f"{base}.key", pki.key_pem(key))
-        pki.write_public(node.upload / f"{base}.csr", pki.make_csr(key, args[2][3:]))
+        pki.write_public(node.upload / f"{base}.csr", pki.make_csr(key, cn))
         return ok(f"Created key file {base}.key and CSR {base}.csr\nSUCCESS")
+    return unknown
+
+
+async def backup_command(node: LabNode, args: list[str], unknown: Result) -> Result:
+    if args == ["list"]:
+        return Result("".join(f"{name}\n" for name in backup.names(node)), 0)
+    if args[:1] == ["snapshot"]:
+        if len(args) != 2 or not backup.valid_name(args[1]):
+            return usage("snapshot")
+        try:
+            await backup.snapshot(node, args[1])
+        except backup.Refused as exc:
+            return fail(str(exc))
+        return ok()
+    if args[:1] == ["rollback"]:
+        return fail("backup rollback is not supported by cmslab")
     return unknown
 
 
@@ -233,8 +262,7 @@ async def _clustering(node: LabNode, verb: str, rest: list[str], ask: Ask) -> Re
         if st.role is None:
             return fail("this node is not in a database cluster")
         answer = await ask(
-            "This node will leave the database cluster and return to its local database.\n"
-            "Are you sure you want to continue? (Y/n) "
+            "This node will leave the database cluster.\nAre you sure you want to continue? (Y/n) "
         )
         if answer.strip() != "Y":
             return fail("not confirmed: nothing was changed")

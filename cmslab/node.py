@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,12 +187,38 @@ class LabNode:
         """The database of a node that is not clustered: `pg-local`, or none on a light node.
 
         Nothing an unclustered node answers (status, certs, SFTP, connect) reads it, so a light
-        node runs PostgreSQL only while clustered: `initialize`/`join` create `pg-cluster`.
+        node runs PostgreSQL only while clustered: `initialize`/`join` create `pg-cluster`. The
+        data a light former master kept (A3) stays on disk in `pg-local`, not started.
         """
         if self.lab.cfg.light:
             return
         if pgproc.postmaster_pid(self.local_data) is None:
             await self.start_local()
+
+    @contextlib.asynccontextmanager
+    async def unclustered_db(self) -> AsyncIterator[bool]:
+        """The local database (`pg-local`) running for the block; yields whether it holds a
+        `cluster` database: the data a former master kept at its `remove` (A3).
+
+        Yields False without starting anything when the node has no local database (a light
+        node that never kept any). A light node's is started for the block only.
+        """
+        if not (self.local_data / "PG_VERSION").exists():
+            yield False
+            return
+        started = pgproc.postmaster_pid(self.local_data) is None
+        if started:
+            await self.start_local()
+        try:
+            conn = await self.local_conn("postgres")
+            async with conn:
+                rows = await pgdb.fetchall(
+                    conn, "SELECT 1 FROM pg_database WHERE datname = %s", pgdb.DB
+                )
+            yield bool(rows)
+        finally:
+            if started and self.lab.cfg.light:
+                await pgproc.stop(self.local_data)
 
     async def start_cluster(self) -> None:
         pgproc.write_conf(self.cluster_data, self.cluster_settings(), self.CLUSTER_HBA)

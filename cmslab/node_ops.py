@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from cmslab import election, node_status, pgdb, pgproc
 from cmslab.state import ROLE_CLIENT, ROLE_DATABASE
 
@@ -50,7 +52,19 @@ async def run_op(node: LabNode, command: str, body: Callable[[], Awaitable[None]
 
 
 async def do_initialize(node: LabNode) -> None:
+    """Make this node's own database the master of a new cluster (A3).
+
+    The local database is set aside as `join` does. When it holds a `cluster` database (the
+    data a former master kept at its `remove`), its rows are carried into the new cluster (a
+    dump restored into a fresh data directory: new WAL, not a continuation of the old
+    cluster's that a node still following it could stream on from) and the membership is
+    reset to this node; otherwise the new cluster database is empty.
+    """
     node.install_tls()
+    kept: bytes | None = None
+    async with node.unclustered_db() as holds_cluster:
+        if holds_cluster:
+            kept = await pgproc.dump(node.run_dir, node.cfg.pg_port, pgdb.DB)
     await pgproc.stop(node.local_data)
     try:
         await pgproc.initdb(node.cluster_data, node.lab.paths.template_dir)
@@ -59,9 +73,13 @@ async def do_initialize(node: LabNode) -> None:
         conn = await node.local_conn("postgres")
         async with conn:
             await conn.execute("CREATE DATABASE cluster")
+        if kept is not None:
+            await restore_kept(node, kept)
         conn = await node.local_conn()
         async with conn:
-            await conn.execute(pgdb.SCHEMA)
+            if kept is None:
+                await conn.execute(pgdb.SCHEMA)
+            await conn.execute("DELETE FROM membership")
             await conn.execute(
                 "INSERT INTO membership (address, name) VALUES (%s, %s)",
                 (node.address, node.name),
@@ -71,6 +89,18 @@ async def do_initialize(node: LabNode) -> None:
         raise
     node.state.role = ROLE_DATABASE
     node.state.rejoin = False
+
+
+async def restore_kept(node: LabNode, dump: bytes) -> None:
+    """The kept `cluster` database's rows into the new cluster's (empty) `cluster` database."""
+    path = node.run_dir / "initialize.dump"
+    pgproc.write_file(path, "")
+    path.write_bytes(dump)
+    try:
+        await pgproc.restore(node.run_dir, node.cfg.pg_port, pgdb.DB, path)
+    finally:
+        path.unlink(missing_ok=True)
+    node.syslog.log("dbcluster_watcher", "New cluster from the database kept on this node")
 
 
 async def do_join(node: LabNode, master: str) -> None:
@@ -115,9 +145,23 @@ async def wait_streaming(node: LabNode, timeout: float) -> None:
 
 
 async def back_to_local(node: LabNode) -> None:
+    """Drop the cluster copy and go back to the local database set aside (a replica, A3)."""
     await pgproc.stop(node.cluster_data, "fast")
     if node.cluster_data.exists():
         shutil.rmtree(node.cluster_data)
+    await node.start_unclustered_db()
+
+
+async def keep_cluster_data(node: LabNode) -> None:
+    """A former master keeps the cluster's data (A3): after a fast shutdown (its WAL reaches the
+    connected replicas first) `pg-cluster` becomes its local database `pg-local`, replacing the
+    one set aside; a light node keeps it on disk without starting it."""
+    await pgproc.stop(node.cluster_data, "fast")
+    await pgproc.stop(node.local_data)
+    if node.local_data.exists():
+        shutil.rmtree(node.local_data)
+    node.cluster_data.rename(node.local_data)
+    pgproc.clear_standby(node.local_data)
     await node.start_unclustered_db()
 
 
@@ -133,14 +177,24 @@ async def do_remove(node: LabNode) -> None:
         async with conn:
             await conn.execute("DELETE FROM membership WHERE address = %s", (node.address,))
         node.syslog.log("dbcluster_watcher", "Leaving the cluster: master shutting down")
+        await keep_cluster_data(node)
     else:
         master = extra["upstream"]
-        if not master:
-            raise OpFailed("no master to leave the cluster through")
-        conn = await pgdb.connect_tls(node.conninfo(master))
-        async with conn:
-            await conn.execute("DELETE FROM membership WHERE address = %s", (node.address,))
-    await back_to_local(node)
+        try:
+            if not master:
+                raise OSError("no master is configured")
+            conn = await pgdb.connect_tls(node.conninfo(master))
+            async with conn:
+                await conn.execute("DELETE FROM membership WHERE address = %s", (node.address,))
+        except (OSError, psycopg.Error) as exc:
+            # A9: with no master to answer, the replica leaves on its own; the membership
+            # the others keep still lists it (it counts against their majority, A1).
+            node.syslog.log(
+                "dbcluster_watcher",
+                f"Leaving the cluster without a master ({exc}): the membership is not updated",
+                severity="warning",
+            )
+        await back_to_local(node)
     node.state.role = None
     node.state.rejoin = False
 

@@ -1,4 +1,4 @@
-"""Running PostgreSQL's own programs (initdb, pg_ctl, pg_basebackup) for a lab node.
+"""Running PostgreSQL's own programs (initdb, pg_ctl, pg_basebackup, pg_dump) for a lab node.
 
 As root every program runs as the `postgres` OS user (`runuser -u postgres --`) and the files it
 needs are handed to that user; as any other user they simply run as that user.
@@ -69,23 +69,37 @@ def command(tool: str, *args: str) -> list[str]:
 
 
 async def run(tool: str, *args: str, timeout: float = 120.0) -> str:
+    """Run `tool`; its output (stdout and stderr together) as text, PgError when it fails."""
+    out, _ = await _run(tool, args, timeout, merge=True)
+    return out.decode(errors="replace")
+
+
+async def run_binary(tool: str, *args: str, timeout: float = 120.0) -> bytes:
+    """Run `tool`; its stdout as bytes (stderr only in the PgError when it fails)."""
+    out, _ = await _run(tool, args, timeout, merge=False)
+    return out
+
+
+async def _run(
+    tool: str, args: tuple[str, ...], timeout: float, *, merge: bool
+) -> tuple[bytes, bytes]:
     proc = await asyncio.create_subprocess_exec(
         *command(tool, *args),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT if merge else asyncio.subprocess.PIPE,
         start_new_session=True,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()
         raise PgError(f"{tool} timed out") from None
-    text = out.decode(errors="replace")
     if proc.returncode != 0:
+        text = (out if merge else err or b"").decode(errors="replace")
         raise PgError(f"{tool} failed: {text.strip()[-600:]}")
-    return text
+    return out, err or b""
 
 
 async def initdb(datadir: Path, template: Path) -> None:
@@ -112,11 +126,16 @@ async def initdb(datadir: Path, template: Path) -> None:
                 "--no-sync",
                 "--no-instructions",
             )
+    await copy_datadir(template, datadir)
+
+
+async def copy_datadir(source: Path, datadir: Path) -> None:
+    """Replace `datadir` with a copy of the (stopped) data directory `source`."""
     if datadir.exists():
         shutil.rmtree(datadir)
-    proc = await asyncio.create_subprocess_exec("cp", "-a", str(template), str(datadir))
+    proc = await asyncio.create_subprocess_exec("cp", "-a", str(source), str(datadir))
     if await proc.wait() != 0:
-        raise PgError(f"copying the template to {datadir} failed")
+        raise PgError(f"copying {source} to {datadir} failed")
 
 
 _template_locks: dict[str, asyncio.Lock] = {}
@@ -219,3 +238,25 @@ async def basebackup(datadir: Path, conninfo: str) -> None:
         conninfo,
         timeout=300,
     )
+
+
+async def dump(sockdir: Path, port: int, dbname: str) -> bytes:
+    """`pg_dump -Fc` of one database through the node's unix socket (custom format, bytes)."""
+    return await run_binary("pg_dump", "-Fc", *_socket_args(sockdir, port, dbname), timeout=300)
+
+
+async def restore(sockdir: Path, port: int, dbname: str, dump_file: Path) -> None:
+    """`pg_restore` a custom-format dump into the (empty) database `dbname`, all or nothing."""
+    await run(
+        "pg_restore",
+        "--exit-on-error",
+        "--single-transaction",
+        *_socket_args(sockdir, port, dbname),
+        str(dump_file),
+        timeout=300,
+    )
+
+
+def _socket_args(sockdir: Path, port: int, dbname: str) -> list[str]:
+    """A client's connection flags: the node's unix socket, as the postgres superuser."""
+    return ["-h", str(sockdir), "-p", str(port), "-U", "postgres", "-d", dbname]

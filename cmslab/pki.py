@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 KeyType = ec.EllipticCurvePrivateKey
+MAX_CN = 64  # X.509's upper bound for a common name
 
 
 def new_key() -> KeyType:

@@ -11,6 +11,7 @@ between commands (drift), fail a command, or make a node unreachable.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from reconciler.observe.status_model import CommandResult
 from reconciler.observe.status_render import render_status
 from reconciler.plan.model import ASYNC_ACTIONS, Action, Step, Upload
 from reconciler.plan.simulation import StepRefused, World, apply_step, node_status
-from reconciler.transport.interface import STATUS_COMMAND, CommandOutput, NodeTarget
+from reconciler.transport.interface import STATUS_COMMAND, CommandOutput, FileCopy, NodeTarget
 
 _VERBS = {
     "localnode": Action.LOCALNODE,
@@ -37,6 +38,8 @@ Hook = Callable[[World, str, str], World]  # (world, node key, command) -> world
 
 def _action(command: str) -> Action | None:
     words = command.split()
+    if words[:2] == ["backup", "snapshot"] and len(words) == 3:
+        return Action.BACKUP
     if words[:2] != ["database", "cluster"] or len(words) < 3:
         return None
     if words[2:4] == ["clear", "error"]:
@@ -69,6 +72,7 @@ class FakeCluster:
     digest_reads: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     # every `status` read, command, upload and checksum read in the order they happened
     timeline: list[tuple[str, str]] = field(default_factory=list)
+    contents: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (node, name) -> bytes
     _pending: dict[str, _Pending] = field(default_factory=dict)
 
     def _tick(self, key: str) -> None:
@@ -117,6 +121,13 @@ class FakeCluster:
             raise CommandFailedError(
                 key, command, "FAILURE: another database cluster command is in progress", 1
             )
+        if action is Action.BACKUP:  # the node's files, as cmslab writes them (A8)
+            name = command.split()[2]
+            dump = f"simulated dump of {key}'s database\n".encode()
+            about = {"node": key, "name": name, "sha256": hashlib.sha256(dump).hexdigest()}
+            self.contents[(key, f"{name}.bak")] = dump
+            self.contents[(key, f"{name}.json")] = json.dumps(about).encode()
+            return "SUCCESS\n"
         step = Step(id="fake", node=key, action=action, command=command, reason="fake")
         if action in ASYNC_ACTIONS and self.async_polls > 0:
             self._pending[key] = _Pending(
@@ -188,6 +199,25 @@ class FakeSession:
         self.cluster.timeline.append((self.target.name, "sha256 " + " ".join(names)))
         files = self.cluster.files(self.target.name)
         return {n: files.get(n) for n in names}
+
+    async def download(self, remote_name: str) -> bytes:
+        self._check_up()
+        data = self.cluster.contents.get((self.target.name, remote_name))
+        if data is None:
+            raise CommandFailedError(
+                self.target.name, f"sftp get {remote_name}", "No such file (simulated)", None
+            )
+        return data
+
+    async def download_to(self, remote_name: str, local_path: Path, limit: int) -> FileCopy:
+        data = await self.download(remote_name)
+        if len(data) > limit:
+            raise CommandFailedError(
+                self.target.name, f"sftp get {remote_name}", "too large (simulated)", None
+            )
+        local_path.write_bytes(data)
+        local_path.chmod(0o600)
+        return FileCopy(len(data), hashlib.sha256(data).hexdigest())
 
     async def close(self) -> None:
         return None

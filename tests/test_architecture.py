@@ -22,7 +22,7 @@ MAX_LINES = 400
 def _contract_layers() -> list[str]:
     config = configparser.ConfigParser()
     config.read(ROOT / ".importlinter", encoding="utf-8")
-    return config["importlinter:contract:stages"]["layers"].split()
+    return config["importlinter:contract:stages"]["layers"].replace("|", " ").split()
 
 
 def _packages(root: str) -> list[str]:

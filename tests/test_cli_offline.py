@@ -114,12 +114,15 @@ def test_plan_json_has_the_documented_shape() -> None:
     assert doc["changes_present"] is True
     assert {"drift", "warnings", "blocked", "steps"} <= doc.keys()
     actions = {"upload", "localnode", "certs", "initialize", "join", "connect", "remove"}
-    actions |= {"clear_error", "upgrade_schema"}
+    actions |= {"clear_error", "upgrade_schema", "backup"}
     for step in doc["steps"]:
         assert {"id", "node", "action", "command", "reason", "destructive"} <= step.keys()
         assert step["action"] in actions
     removes = [s for s in doc["steps"] if s["action"] == "remove"]
     assert removes and all(s["destructive"] and s["procedure"] for s in removes)
+    backups = [s for s in doc["steps"] if s["action"] == "backup"]
+    assert [s["backup"] for s in backups] == ["emea-prod-20261126T030000Z"] * 2
+    assert doc["steps"].index(backups[-1]) < doc["steps"].index(removes[0])
 
 
 def test_plan_markdown_is_a_pr_comment() -> None:

@@ -69,7 +69,7 @@ def test_a_terminal_gets_colour_and_the_same_words() -> None:
     code, shown = on_terminal(*PLAN)
     assert code == 0
     assert "\x1b[" in shown
-    assert "\x1b[1;31m  ! s02  cms-ams-1" in shown  # the destructive step in bold red
+    assert "\x1b[1;31m  ! s04  cms-ams-1" in shown  # the destructive step in bold red
     plain = piped(*PLAN)
     assert plain.returncode == 0
     assert "\x1b[" not in plain.stdout
@@ -78,7 +78,7 @@ def test_a_terminal_gets_colour_and_the_same_words() -> None:
 
 def test_no_color_environment_variable() -> None:
     code, shown = on_terminal(*PLAN, NO_COLOR="1")
-    assert code == 0 and "Plan: 4 steps" in shown
+    assert code == 0 and "Plan: 6 steps" in shown
     assert "\x1b[" not in shown
 
 
@@ -86,7 +86,7 @@ def test_no_color_environment_variable() -> None:
 def test_no_color_flag(where: str) -> None:
     args = [*PLAN, "--no-color"] if where == "after the command" else ["--no-color", *PLAN]
     code, shown = on_terminal(*args)
-    assert code == 0 and "Plan: 4 steps" in shown
+    assert code == 0 and "Plan: 6 steps" in shown
     assert "\x1b[" not in shown
 
 

@@ -128,7 +128,7 @@ class Harness:
         self.audit = AuditLog(audit_path(state, spec.cluster), cluster=spec.cluster, run_id=run_id)
         self.journal = Journal(journal_path(state, spec.cluster), spec.cluster, run_id)
         self.lines: list[str] = []
-        self.options = FAST
+        self.options = replace(FAST, backup_dir=state / "backups")
         self.stop: asyncio.Event | None = None
 
     async def execute(self, the_plan: Plan) -> ExecutionResult:
@@ -312,16 +312,27 @@ async def test_master_move_with_journal(tmp_path: Path, files: dict[str, LocalFi
     events = [(e["node"], e["event"]) for e in h.journal.entries()]
     removes = [s for s in the_plan.steps if s.destructive]
     assert events == [(s.node, ev) for s in removes for ev in ("started", "completed")]
+    # the backups came first, one per member, downloaded with their checksums
+    backups = [s for s in the_plan.steps if s.action is Action.BACKUP]
+    assert [s.node for s in backups] == ["n1", "n2", "n3"]
+    assert the_plan.steps.index(backups[-1]) < the_plan.steps.index(removes[0])
+    folder = tmp_path / "backups" / spec.cluster / (backups[0].backup or "")
+    sums = (folder / "SHA256SUMS").read_text().splitlines()
+    assert len(sums) == 6 and all(line.split("  ")[1].startswith("n") for line in sums)
+    assert (folder / "n1" / f"{backups[0].backup}.bak").stat().st_mode & 0o777 == 0o600
+    assert any("backup unit-undated saved in" in line for line in h.lines)
 
 
-@pytest.mark.parametrize("cut", range(0, 9))
+@pytest.mark.parametrize("cut", range(0, 14))
 async def test_killed_after_any_prefix_then_rerun_converges_without_repeating(
     tmp_path: Path, files: dict[str, LocalFile], cut: int
 ) -> None:
     spec = make_spec(5, master="n1")
     cluster = FakeCluster(clustered_world(5, master=5, files=files))
     full = replan(spec, cluster.world, files)
-    assert len(full.steps) == 8  # 4 removes (replicas, then the master), 4 joins
+    # 5 backups, then 4 removes (replicas, then the master), 4 joins
+    assert [s.action for s in full.steps[:5]] == [Action.BACKUP] * 5
+    assert len(full.steps) == 13
     first = Harness(spec, cluster, tmp_path, run_id="killed")
     prefix = full.model_copy(update={"steps": full.steps[:cut]})
     assert (await first.execute(prefix)).ok
@@ -761,7 +772,11 @@ async def _progress_lines(
     cluster = FakeCluster(fresh_world(3), async_polls=4)
     h = Harness(spec, cluster, tmp_path)
     h.options = ExecutorOptions(
-        poll_interval=0.0, settle_seconds=0.0, action_timeout=5.0, progress_every=progress_every
+        poll_interval=0.0,
+        settle_seconds=0.0,
+        action_timeout=5.0,
+        progress_every=progress_every,
+        backup_dir=tmp_path / "backups",
     )
     result = await h.execute(replan(spec, cluster.world, files))
     assert result.ok, result.error

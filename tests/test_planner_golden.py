@@ -101,6 +101,8 @@ def _example_spec() -> ClusterSpec:
             "example-drifted.yaml",
             [
                 ("cms-fra-1", "localnode"),
+                ("cms-lon-1", "backup"),
+                ("cms-ams-1", "backup"),
                 ("cms-ams-1", "remove"),
                 ("cms-ams-1", "join"),
                 ("cms-fra-1", "join"),

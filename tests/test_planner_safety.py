@@ -12,6 +12,7 @@ from scenario_helpers import (
     Case,
     cases,
     local_files,
+    run,
     spec_dict,
 )
 
@@ -173,6 +174,9 @@ def test_clustered_replica_changes_only_by_rejoin_rotation() -> None:
     w = w.with_node(replace(w.node("n2"), interface="b", certs=("x.key", *DB_CERTS[1:])))
     p = plan(spec_of(), observe(w))
     assert [(s.node, s.action, s.procedure) for s in p.steps] == [
+        ("n1", Action.BACKUP, "backup"),  # every member, before the first destructive step
+        ("n2", Action.BACKUP, "backup"),
+        ("n3", Action.BACKUP, "backup"),
         ("n2", Action.REMOVE, "rejoin"),
         ("n2", Action.LOCALNODE, "rejoin"),
         ("n2", Action.CERTS, "rejoin"),
@@ -186,8 +190,7 @@ def test_a_rotation_remove_whose_reason_was_dealt_with_is_not_run() -> None:
     w = healthy()
     w = w.with_node(replace(w.node("n2"), certs=("x.key", *DB_CERTS[1:])))
     spec = spec_of()
-    remove = plan(spec, observe(w)).steps[0]
-    assert remove.action is Action.REMOVE
+    remove = next(s for s in plan(spec, observe(w)).steps if s.action is Action.REMOVE)
     assert ("n2", "certs") in {(f.node, f.key) for f in remove.depends_on}
     rotated = healthy()  # the same cluster after the other apply's rotation of n2
     changed = changed_facts(spec, observe(rotated), remove.depends_on)
@@ -210,7 +213,30 @@ def test_master_certificate_change_is_blocked_with_explanation() -> None:
     w = w.with_node(replace(w.node("n1"), certs=("x.key", *DB_CERTS[1:])))
     p = plan(spec_of(), observe(w))
     assert p.steps == ()
-    assert "(A5)" in reasons(p) and "moved away first" in reasons(p)
+    assert "(TAC 216549)" in reasons(p) and "policy.allow_cluster_rebuild: true" in reasons(p)
+
+
+def test_master_certificate_change_rebuilds_the_cluster_on_the_master_when_allowed() -> None:
+    w = healthy()
+    w = w.with_node(replace(w.node("n1"), certs=("x.key", *DB_CERTS[1:])))
+    spec = spec_of(allow_cluster_rebuild=True)
+    p = plan(spec, observe(w))
+    assert [(s.node, s.action) for s in p.steps] == [
+        ("n1", Action.BACKUP),
+        ("n2", Action.BACKUP),
+        ("n3", Action.BACKUP),
+        ("n2", Action.REMOVE),  # replicas first
+        ("n3", Action.REMOVE),
+        ("n1", Action.REMOVE),  # the master last: it keeps the data (A3)
+        ("n1", Action.CERTS),
+        ("n1", Action.INITIALIZE),
+        ("n2", Action.JOIN),
+        ("n3", Action.JOIN),
+    ]
+    assert {s.procedure for s in p.steps} == {"backup", "rebuild"}
+    done = run(w, p.steps)
+    assert done.master == w.node("n1").address
+    assert plan(spec, observe(done)).steps == ()
 
 
 # ----- nodes that cannot be acted on -----
@@ -303,7 +329,8 @@ def test_extra_members_need_allow_remove() -> None:
 
 def test_extra_members_removed_replicas_first_by_address() -> None:
     p = plan(spec_of(allow_remove=True), observe(_with_extras()))
-    assert [(s.node, s.procedure, s.destructive, s.confirm) for s in p.steps] == [
+    removes = [s for s in p.steps if s.action is not Action.BACKUP]
+    assert [(s.node, s.procedure, s.destructive, s.confirm) for s in removes] == [
         ("10.0.9.1", "remove-extra", True, True),
         ("10.0.9.2", "remove-extra", True, True),
     ]
@@ -311,8 +338,9 @@ def test_extra_members_removed_replicas_first_by_address() -> None:
 
 def test_extra_master_never_removed_by_remove_extra() -> None:
     p = plan(spec_of(allow_remove=True, allow_master_move=False), observe(_with_extras("10.0.9.1")))
-    assert "10.0.9.1" not in [s.node for s in p.steps]
-    assert "10.0.9.2" in [s.node for s in p.steps]
+    removed = [s.node for s in p.steps if s.action is Action.REMOVE]
+    assert "10.0.9.1" not in removed
+    assert "10.0.9.2" in removed
     assert "master move" in reasons(p)
 
 

@@ -24,7 +24,7 @@ from reconciler.watch.backoff import BackoffPolicy
 from reconciler.watch.decision import Mode, decide
 from reconciler.watch.loop import ClusterLoop, WatchConfig
 from reconciler.watch.metrics import HealthState, WatchMetrics
-from reconciler.watch.runner_interface import ApplyOutcome, Revision
+from reconciler.watch.runner_interface import ApplyOutcome, SpecVersion
 from reconciler.watch.supervisor import WatchSupervisor
 from reconciler.watch.triggers import symlink_parents, watch_for_changes
 
@@ -85,43 +85,43 @@ class FakeRunner:
         self.outcomes: list[ApplyOutcome] = []
         self.gate: asyncio.Event | None = None
         self.apply_started = asyncio.Event()
-        self.calls: list[tuple[str, str]] = []  # (what, revision digest)
+        self.calls: list[tuple[str, str]] = []  # (what, spec version digest)
         self.applied: list[tuple[str, tuple[str, ...]]] = []
         self.observe_error: Exception | None = None
 
-    def load(self, path: Path) -> Revision:
+    def load(self, path: Path) -> SpecVersion:
         spec = self.specs.get(self.content)
         if spec is None:
             raise SPEC_ERROR
         loaded = LoadedSpec(spec=spec, path=path, base_dir=path.parent, warnings=())
-        return Revision(loaded=loaded, digest=self.content)
+        return SpecVersion(loaded=loaded, digest=self.content)
 
-    def fingerprint(self, path: Path, last: Revision | None) -> str:
+    def fingerprint(self, path: Path, last: SpecVersion | None) -> str:
         return self.content
 
-    async def observe(self, revision: Revision) -> Observed:
-        self.calls.append(("observe", revision.digest))
+    async def observe(self, version: SpecVersion) -> Observed:
+        self.calls.append(("observe", version.digest))
         if self.observe_error is not None:
             raise self.observe_error
         return Observed()
 
-    def plan(self, revision: Revision, observed: Observed) -> Plan:
-        self.calls.append(("plan", revision.digest))
-        return Plan(cluster=revision.cluster, steps=self.steps[revision.digest])
+    def plan(self, version: SpecVersion, observed: Observed) -> Plan:
+        self.calls.append(("plan", version.digest))
+        return Plan(cluster=version.cluster, steps=self.steps[version.digest])
 
-    def verdict(self, revision: Revision, observed: Observed, plan: Plan) -> str:
+    def verdict(self, version: SpecVersion, observed: Observed, plan: Plan) -> str:
         return "drifted" if plan.steps else "converged"
 
     async def apply(
         self,
-        revision: Revision,
+        version: SpecVersion,
         observed: Observed,
         plan: Plan,
         steps: tuple[Step, ...],
         stop: asyncio.Event,
     ) -> ApplyOutcome:
-        self.calls.append(("apply", revision.digest))
-        self.applied.append((revision.digest, tuple(s.id for s in steps)))
+        self.calls.append(("apply", version.digest))
+        self.applied.append((version.digest, tuple(s.id for s in steps)))
         self.apply_started.set()
         done = 0
         for _ in steps:
@@ -134,8 +134,11 @@ class FakeRunner:
             return self.outcomes.pop(0)
         return ApplyOutcome(applied=done, failed=0)
 
-    def certificate_days(self, revision: Revision, now: datetime) -> dict[str, float]:
+    def certificate_days(self, version: SpecVersion, now: datetime) -> dict[str, float]:
         return {"ca.pem": 100.0}
+
+    def note_revision(self, version: SpecVersion, how: str) -> None:
+        self.calls.append(("note_revision", how))
 
     async def close(self) -> None:
         self.calls.append(("close", ""))
@@ -326,7 +329,7 @@ async def test_invalid_spec_keeps_the_last_valid_one_in_force() -> None:
     with capture_logs() as logs:
         await loop.cycle()
     assert not [e for e in logs if e["event"] == "diagnostic"]
-    # ... and fixing it resumes with the new revision.
+    # ... and fixing it resumes with the new version.
     runner.specs["v2"] = make_spec()
     runner.steps["v2"] = (step(3),)
     runner.content = "v2"
@@ -515,7 +518,7 @@ async def test_wake_starts_a_cycle_without_waiting_for_the_interval() -> None:
 class FileRunner(FakeRunner):
     """Reads the cluster name from a real file; 'broken' in the text makes it invalid."""
 
-    def load(self, path: Path) -> Revision:
+    def load(self, path: Path) -> SpecVersion:
         text = path.read_text()
         if "broken" in text:
             raise SPEC_ERROR
@@ -524,14 +527,14 @@ class FileRunner(FakeRunner):
         loaded = LoadedSpec(
             spec=make_spec(match.group(1)), path=path, base_dir=path.parent, warnings=()
         )
-        return Revision(loaded=loaded, digest=text)
+        return SpecVersion(loaded=loaded, digest=text)
 
-    def fingerprint(self, path: Path, last: Revision | None) -> str:
+    def fingerprint(self, path: Path, last: SpecVersion | None) -> str:
         return path.read_text()
 
-    def plan(self, revision: Revision, observed: Observed) -> Plan:
-        self.calls.append(("plan", revision.digest))
-        return Plan(cluster=revision.cluster)
+    def plan(self, version: SpecVersion, observed: Observed) -> Plan:
+        self.calls.append(("plan", version.digest))
+        return Plan(cluster=version.cluster)
 
 
 def write(path: Path, cluster: str, extra: str = "") -> None:

@@ -6,6 +6,10 @@
   completed / failed), read back by the executor so a re-run never repeats a
   destructive step whose effect is already observed.
 
+Every record of both names the revision the plan was made from (``revision``: the full
+sha of a git source's commit, or the local description, ``revision: working tree at
+3f2a9c1 '...'``), set when the log is made for a run.
+
 Lines are written with one ``write`` of a complete line and flushed, so a
 killed apply leaves at most a missing last line, never a torn one in the
 middle. Command output is not stored (the MMP never prints secrets, but a
@@ -44,7 +48,8 @@ def _append(path: Path, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _read(path: Path) -> Iterator[dict[str, Any]]:
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of an audit log or journal (a line torn by a crash is skipped)."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -71,6 +76,7 @@ class AuditLog:
     path: Path
     cluster: str
     run_id: str
+    revision: str | None = None  # what the plan was made from: a full sha, or the local text
 
     def record(
         self,
@@ -88,6 +94,7 @@ class AuditLog:
             "time": _now_iso(),
             "cluster": self.cluster,
             "run_id": self.run_id,
+            "revision": self.revision,
             "step": step,
             "node": node,
             "command": command,
@@ -100,7 +107,7 @@ class AuditLog:
         _append(self.path, entry)
 
     def entries(self) -> list[dict[str, Any]]:
-        return list(_read(self.path))
+        return list(read_records(self.path))
 
 
 @dataclass
@@ -108,6 +115,7 @@ class Journal:
     path: Path
     cluster: str
     run_id: str
+    revision: str | None = None  # as AuditLog.revision
 
     def mark(self, event: str, *, step: str, node: str, command: str) -> None:
         """``event``: started | completed | failed."""
@@ -117,6 +125,7 @@ class Journal:
                 "time": _now_iso(),
                 "cluster": self.cluster,
                 "run_id": self.run_id,
+                "revision": self.revision,
                 "event": event,
                 "step": step,
                 "node": node,
@@ -125,12 +134,12 @@ class Journal:
         )
 
     def entries(self) -> list[dict[str, Any]]:
-        return list(_read(self.path))
+        return list(read_records(self.path))
 
     def last_event(self, node: str, command: str) -> dict[str, Any] | None:
         """The most recent journal entry for this exact destructive command on this node."""
         found: dict[str, Any] | None = None
-        for entry in _read(self.path):
+        for entry in read_records(self.path):
             if entry.get("node") == node and entry.get("command") == command:
                 found = entry
         return found

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from reconciler.common.addresses import normalize_address
 from reconciler.observe.snapshot_model import Observed
@@ -75,7 +76,7 @@ class DbView:
 
 
 @contextmanager
-def _private_copy(key: Path) -> Iterator[Path]:
+def private_key_copy(key: Path) -> Iterator[Path]:
     """libpq refuses a key readable by group/others: use a 0600 copy when needed."""
     mode = key.stat().st_mode
     if not mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -89,7 +90,7 @@ def _private_copy(key: Path) -> Iterator[Path]:
         yield copy
 
 
-def _client_files(loaded: LoadedSpec, master_name: str | None) -> tuple[Path, Path, Path] | None:
+def client_files(loaded: LoadedSpec, master_name: str | None) -> tuple[Path, Path, Path] | None:
     """CA, client certificate and key for the database connection; None when the client
     key lives on the node (``key_on_node``): then there is no local key to connect with."""
     spec = loaded.spec
@@ -115,6 +116,33 @@ def preload_driver() -> None:
     threading.Thread(target=_import_driver, name="psycopg-import", daemon=True).start()
 
 
+async def connect_read_only(
+    files: tuple[Path, Path, Path], host: str, port: int, timeout: float
+) -> Any:
+    """A read-only session on a node's ``cluster`` database over mutual TLS with the spec's
+    client certificate (CA, certificate, key: :func:`client_files`). psycopg's errors and
+    OSError are the caller's to turn into a message."""
+    import psycopg  # imported on first use: see preload_driver
+
+    ca, cert, key = files
+    with private_key_copy(key) as private_key:
+        conn = await psycopg.AsyncConnection.connect(
+            host=host,
+            port=port,
+            dbname=DATABASE_NAME,
+            user="postgres",
+            sslmode="verify-ca",
+            sslrootcert=str(ca),
+            sslcert=str(cert),
+            sslkey=str(private_key),
+            connect_timeout=max(1, int(timeout)),
+            application_name="cms-reconciler",
+            autocommit=True,
+        )
+    await conn.execute("SET default_transaction_read_only = on")
+    return conn
+
+
 async def read_db_view(
     loaded: LoadedSpec,
     master_address: str,
@@ -124,7 +152,7 @@ async def read_db_view(
     timeout: float = 5.0,
 ) -> DbView:
     """Connect to the master's database (never raises: errors are in the view)."""
-    files = _client_files(loaded, master_name)
+    files = client_files(loaded, master_name)
     if files is None:
         return DbView(
             master_address=master_address,
@@ -132,37 +160,24 @@ async def read_db_view(
             error="not read: the client key lives on the node (key_on_node), and the database "
             "view needs a local client key",
         )
-    ca, cert, key = files
     host = master_address.strip("[]")
     import psycopg  # imported on first use: see preload_driver
 
     try:
-        with _private_copy(key) as private_key:
-            conn = await psycopg.AsyncConnection.connect(
-                host=host,
-                port=port if port is not None else loaded.spec.database_port,
-                dbname=DATABASE_NAME,
-                user="postgres",
-                sslmode="verify-ca",
-                sslrootcert=str(ca),
-                sslcert=str(cert),
-                sslkey=str(private_key),
-                connect_timeout=max(1, int(timeout)),
-                application_name="cms-reconciler",
-                autocommit=True,
+        conn = await connect_read_only(
+            files, host, port if port is not None else loaded.spec.database_port, timeout
+        )
+        async with conn:
+            cur = await conn.execute("SELECT pg_is_in_recovery()")
+            row = await cur.fetchone()
+            in_recovery = bool(row[0]) if row else None
+            cur = await conn.execute(
+                "SELECT application_name, state, sync_state, "
+                "CASE WHEN pg_is_in_recovery() THEN NULL "
+                "ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END "
+                "FROM pg_stat_replication ORDER BY application_name"
             )
-            async with conn:
-                await conn.execute("SET default_transaction_read_only = on")
-                cur = await conn.execute("SELECT pg_is_in_recovery()")
-                row = await cur.fetchone()
-                in_recovery = bool(row[0]) if row else None
-                cur = await conn.execute(
-                    "SELECT application_name, state, sync_state, "
-                    "CASE WHEN pg_is_in_recovery() THEN NULL "
-                    "ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END "
-                    "FROM pg_stat_replication ORDER BY application_name"
-                )
-                rows = await cur.fetchall()
+            rows = await cur.fetchall()
     except (psycopg.Error, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return DbView(master_address=master_address, reachable=False, error=message)
@@ -192,7 +207,7 @@ async def db_view_for(loaded: LoadedSpec, observed: Observed, **kwargs: object) 
         return None
     node = view.master_node
     name = node.key if node is not None and node.in_spec else None
-    if _client_files(loaded, name) is None:
+    if client_files(loaded, name) is None:
         return None
     return await read_db_view(loaded, view.master, master_name=name, **kwargs)  # type: ignore[arg-type]
 

@@ -13,7 +13,8 @@ steps overlap and readings are re-used). For every step:
    started on this node, whose `Last command` shows it succeeded or still runs, is
    refused instead of repeated.
 3. **Run** it: SFTP upload, or the exact MMP command (``Y`` on stdin when it asks);
-   audit-log it (:mod:`reconciler.apply.recording`).
+   audit-log it (:mod:`reconciler.apply.recording`). A backup step also downloads the
+   backup's files (:mod:`reconciler.apply.backup_files`).
 4. For asynchronous commands (:data:`ASYNC_ACTIONS`) **poll** `status` until `Last
    command` shows the command with ``(Success)`` or ``(Failed)``, or
    ``policy.action_timeout_seconds`` expires (:mod:`reconciler.apply.polling`).
@@ -33,6 +34,7 @@ from collections.abc import Callable
 import structlog
 
 from reconciler.apply.audit import AuditLog, Journal
+from reconciler.apply.backup_files import SavedBackup, take_backup
 from reconciler.apply.execution_result import ExecutionResult, StepRecord
 from reconciler.apply.fact_check import check_facts, journal_guard
 from reconciler.apply.live_view import LiveView
@@ -53,7 +55,7 @@ from reconciler.common.errors import (
 from reconciler.observe.snapshot_model import Observed
 from reconciler.plan.model import ASYNC_ACTIONS, Action, Plan, Step
 from reconciler.spec.model import ClusterSpec
-from reconciler.transport.interface import Transport, target_for
+from reconciler.transport.interface import NodeSession, Transport, target_for
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +93,7 @@ class Executor:
         self._readings = ReadingCache()  # re-use of a reading by the node's next step
         self._observed_fresh = observed_fresh
         self._schedule: Schedule | None = None  # the running plan's (for the look-ahead)
+        self._backups: dict[str, SavedBackup] = {}  # step id -> what its backup saved
 
     @property
     def observed(self) -> Observed:
@@ -142,8 +145,12 @@ class Executor:
             self._progress(f"[{step.id}] {step.node}: STOPPED: {exc}")
             return
         seconds = time.monotonic() - started
-        self._result.records.append(StepRecord(step, "done", seconds))
-        self._progress(f"[{step.id}] {step.node}: done ({seconds:.1f}s)")
+        saved = self._backups.pop(step.id, None)
+        detail = saved.describe() if saved is not None else ""
+        self._result.records.append(StepRecord(step, "done", seconds, detail))
+        self._progress(
+            f"[{step.id}] {step.node}: done ({seconds:.1f}s)" + (f": {detail}" if detail else "")
+        )
 
     def _fail(self, step: Step, exc: ReconcilerError, outcome: str, started: float) -> None:
         seconds = time.monotonic() - started
@@ -178,7 +185,8 @@ class Executor:
                     progress=self._progress,
                 )
             marks.append(time.monotonic())
-            await wait_for_outcome(step, shown, self._view, self._readings, self.options)
+            if step.action is not Action.BACKUP:  # its outcome is the files it downloaded
+                await wait_for_outcome(step, shown, self._view, self._readings, self.options)
             marks.append(time.monotonic())
             log.debug(
                 "step timing",
@@ -213,6 +221,9 @@ class Executor:
                 raise
             audit_command(self.audit, step, what, None, started)
             return
+        if step.action is Action.BACKUP:
+            await self._backup(step, session, started)
+            return
         command = step.command or ""
         try:
             output = await session.run(command, stdin="Y\n" if step.confirm else None)
@@ -220,3 +231,29 @@ class Executor:
             audit_command(self.audit, step, command, exc, started)
             raise
         audit_command(self.audit, step, command, None, started, exit_status=output.exit_status)
+
+    async def _backup(self, step: Step, session: NodeSession, started: float) -> None:
+        """`backup snapshot`, then its files downloaded (:mod:`reconciler.apply.backup_files`)."""
+        command = step.command or ""
+        if self.options.backup_dir is None:
+            raise StepFailedError(
+                "no backup directory is configured: the backup cannot be kept",
+                node=step.node,
+                step_id=step.id,
+            )
+        try:
+            output, saved = await take_backup(
+                session,
+                step,
+                self.options.backup_dir,
+                self.spec.cluster,
+                self.spec.policy.backups.keep,
+            )
+        except TransportError as exc:
+            audit_command(self.audit, step, command, exc, started)
+            raise
+        except StepFailedError:
+            audit_command(self.audit, step, command, None, started, exit_status=1)
+            raise
+        audit_command(self.audit, step, command, None, started, exit_status=output.exit_status)
+        self._backups[step.id] = saved

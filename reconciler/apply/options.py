@@ -1,8 +1,10 @@
-"""The executor's tunables: poll pacing, settle time, the action timeout, failed polls."""
+"""The executor's tunables: poll pacing, settle time, the action timeout, failed polls,
+progress lines, and where backups go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -16,3 +18,6 @@ class ExecutorOptions:
     # the longest a running asynchronous command goes without a progress line (elapsed,
     # node, `Last command`), like Terraform's "Still creating... [10s elapsed]"
     progress_every: float = 10.0
+    # where backup steps put the files they download (<dir>/<cluster>/<name>/<node>/);
+    # None: a backup step fails (no plan with a backup runs without somewhere to keep it)
+    backup_dir: Path | None = None

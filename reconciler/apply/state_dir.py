@@ -1,4 +1,5 @@
-"""The state directory: where apply and watch keep the lock, the audit log and the journal.
+"""The state directory: where apply and watch keep the lock, the audit log, the journal and
+the backups taken before risky steps (``backups/``).
 
 One rule for both commands: ``--state-dir``, else ``$RECONCILE_STATE_DIR``, else
 ``.reconcile/`` next to the spec, so an apply and a watch for one spec on one admin host
@@ -16,6 +17,12 @@ from reconciler.common.private_files import private_dir
 
 STATE_DIR_NAME = ".reconcile"
 STATE_DIR_ENV = "RECONCILE_STATE_DIR"
+BACKUPS_DIR_NAME = "backups"
+
+
+def backups_dir(state_dir: Path) -> Path:
+    """Where backup steps keep the files they download: ``<state dir>/backups``."""
+    return state_dir / BACKUPS_DIR_NAME
 
 
 def default_state_dir(spec_dir: Path) -> Path:

@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
@@ -22,7 +23,9 @@ from reconciler.apply.database_view import db_disagreements, db_view_for, preloa
 from reconciler.apply.diagnosis import diagnose
 from reconciler.apply.executor import Executor
 from reconciler.apply.locks.acquire import ClusterLock, acquire_lock
+from reconciler.apply.options import ExecutorOptions
 from reconciler.apply.state_dir import (
+    backups_dir,
     configured_state_dir,
     default_state_dir,
     prepare_state_dir,
@@ -36,6 +39,7 @@ from reconciler.cli.live_observation import (
     report_unobserved,
 )
 from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK, to_stderr, to_stdout
+from reconciler.cli.plan_revision import with_local_revision
 from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.stale_plan import render_stale, stale_facts
 from reconciler.common.errors import (
@@ -71,14 +75,23 @@ def _confirm(the_plan: Plan, args: argparse.Namespace) -> bool:
     return answer.strip() == "yes"
 
 
-async def _apply(
+PlanMaker = Callable[[Observed, Transport], Awaitable[Plan]]
+
+
+async def run_apply(
     loaded: LoadedSpec,
     args: argparse.Namespace,
     saved: Plan | None,
     lock: ClusterLock,
     state_dir: Path,
     report: ApplyReport,
+    *,
+    make_plan: PlanMaker | None = None,
+    confirm: Callable[[Plan], bool] | None = None,
 ) -> int:
+    """Observe, plan (``make_plan``, default the spec's plan; a saved plan is checked for
+    staleness instead), confirm (``confirm``, default a typed 'yes' unless --yes), execute,
+    diagnose, verify. `reconcile recover` runs its own plan and confirmation through it."""
     spec = loaded.spec
     preload_driver()  # for the database check that proves convergence at the end
     transport = make_transport(loaded, args)
@@ -100,11 +113,17 @@ async def _apply(
                     changed=tuple(f"{f.node}.{f.key}" for f, _ in changed),
                 )
             the_plan = saved
+        elif make_plan is not None:
+            the_plan = await make_plan(run.observed, transport)
         else:
             the_plan = plan_with_digest(loaded, run.observed)
+        if the_plan.revision is None:  # a saved plan keeps what it was made from
+            the_plan = with_local_revision(the_plan, loaded)
+        revision = the_plan.revision_sha or the_plan.revision
         report.say(render_plan_text(the_plan))
         if the_plan.steps:
-            if saved is None and not _confirm(the_plan, args):
+            confirmed = (confirm or (lambda p: _confirm(p, args)))(the_plan)
+            if saved is None and not confirmed:
                 report.say("Apply cancelled; nothing was changed.")
                 report.outcome = "cancelled"
                 return EXIT_ERROR
@@ -114,10 +133,12 @@ async def _apply(
                 spec,
                 transport,
                 observed=run.observed,
-                audit=AuditLog(audit_path(state_dir, spec.cluster), spec.cluster, run_id),
-                journal=Journal(journal_path(state_dir, spec.cluster), spec.cluster, run_id),
+                audit=AuditLog(audit_path(state_dir, spec.cluster), spec.cluster, run_id, revision),
+                journal=Journal(
+                    journal_path(state_dir, spec.cluster), spec.cluster, run_id, revision
+                ),
                 lock=lock,
-                options=executor_options(args),
+                options=_with_backup_dir(executor_options(args), state_dir),
                 progress=report.say,
                 stop=stop,
                 # no confirmation prompt between the observation and the first step
@@ -164,6 +185,10 @@ async def _apply(
         return await _verify(loaded, args, transport, report, applied=False, observed=run.observed)
     finally:
         await transport.close()
+
+
+def _with_backup_dir(options: ExecutorOptions, state_dir: Path) -> ExecutorOptions:
+    return replace(options, backup_dir=options.backup_dir or backups_dir(state_dir))
 
 
 @contextlib.contextmanager
@@ -314,7 +339,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         timeout=args.lock_timeout,
     ) as lock:
         report = ApplyReport(loaded.spec.cluster, say=to_stderr if as_json else to_stdout)
-        code = asyncio.run(_apply(loaded, args, saved, lock, state_dir, report))
+        code = asyncio.run(run_apply(loaded, args, saved, lock, state_dir, report))
     if as_json:
         sys.stdout.write(report.to_json(code))
     return code

@@ -9,8 +9,10 @@ library: every `reconcile` command builds the parser.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from reconciler.apply.options import ExecutorOptions
+from reconciler.apply.state_dir import STATE_DIR_NAME
 from reconciler.cli.argument_types import positive_int, positive_seconds
 
 
@@ -62,6 +64,31 @@ def add_executor_arguments(p: argparse.ArgumentParser, *, poll_interval: float) 
     )
 
 
+def add_state_arguments(p: argparse.ArgumentParser) -> None:
+    """The state directory and breaking a stale lock (`apply`, `recover`)."""
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="lock, audit log, journal and backups (default $RECONCILE_STATE_DIR, else "
+        f"{STATE_DIR_NAME}/ next to the spec)",
+    )
+    p.add_argument(
+        "--break-lock", action="store_true", help="break a stale lock (never a live one)"
+    )
+
+
+def add_backup_argument(p: argparse.ArgumentParser) -> None:
+    """Where the backups taken before risky steps go (`apply`, `watch`, `recover`)."""
+    p.add_argument(
+        "--backup-dir",
+        type=Path,
+        metavar="DIR",
+        help="where backups taken before risky steps are downloaded "
+        "(<DIR>/<cluster>/<name>/<node>/; default: backups/ in the state directory)",
+    )
+
+
 def add_live_plan_arguments(p: argparse.ArgumentParser) -> None:
     """Flags `reconcile plan` needs when it observes live (no --observed)."""
     add_connection_arguments(p)
@@ -73,4 +100,5 @@ def executor_options(args: argparse.Namespace) -> ExecutorOptions:
         settle_seconds=args.settle_seconds,
         action_timeout=args.action_timeout,
         max_failed_polls=args.max_failed_polls,
+        backup_dir=getattr(args, "backup_dir", None),
     )

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.apply.locks.acquire import add_lock_arguments
-from reconciler.apply.state_dir import STATE_DIR_NAME
 from reconciler.cli.apply import cmd_apply
-from reconciler.cli.arguments import add_connection_arguments, add_executor_arguments
+from reconciler.cli.arguments import (
+    add_backup_argument,
+    add_connection_arguments,
+    add_executor_arguments,
+    add_state_arguments,
+)
 from reconciler.cli.observe import cmd_observe
 from reconciler.cli.status import cmd_status
 
@@ -33,6 +37,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("spec", type=Path, metavar="SPEC")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-db", action="store_true", help="skip the database's own view")
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="the state directory to read the last applied revision from (default "
+        "$RECONCILE_STATE_DIR, else .reconcile/ next to the spec)",
+    )
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_status)
 
@@ -47,17 +58,9 @@ def register(subparsers: Any) -> None:
         "the verdict, the database view; schemas/apply-output.schema.json), the human lines "
         "on stderr; needs --yes or a saved plan",
     )
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        metavar="DIR",
-        help="lock, audit log and journal (default $RECONCILE_STATE_DIR, else "
-        f"{STATE_DIR_NAME}/ next to the spec)",
-    )
-    p.add_argument(
-        "--break-lock", action="store_true", help="break a stale lock (never a live one)"
-    )
+    add_state_arguments(p)
     add_lock_arguments(p)
     add_executor_arguments(p, poll_interval=0.5)
+    add_backup_argument(p)
     add_connection_arguments(p)
     p.set_defaults(handler=cmd_apply)

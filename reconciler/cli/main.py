@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from reconciler.cli.colour import disable_colour, write_text
 from reconciler.cli.output_files import write_output
+from reconciler.cli.plan_revision import with_local_revision
 from reconciler.cli.planning import plan_with_digest
 from reconciler.cli.validate_report import render_github as validate_github
 from reconciler.cli.validate_report import render_json as validate_json
@@ -28,6 +29,7 @@ from reconciler.common.logging_setup import scrub_text
 from reconciler.common.private_files import output_problem
 from reconciler.observe.snapshot_io import load_snapshot
 from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.model import Plan
 from reconciler.plan.render import render_json, render_markdown, render_text
 from reconciler.plan.saved import save_plan
 from reconciler.spec.certificate_rules import certificate_sets, node_held_keys
@@ -139,24 +141,38 @@ def _observe_all(loaded: list[LoadedSpec], args: argparse.Namespace) -> list[Obs
     return asyncio.run(observe_every_cluster())
 
 
+def _markdown(plans: list[Plan], loaded: list[LoadedSpec], args: argparse.Namespace) -> str:
+    if args.base is None:
+        return render_markdown(plans)
+    from reconciler.cli.spec_base import compare_with_base
+
+    base = compare_with_base(loaded, args.specs, args.base)
+    return render_markdown(plans, base.changes, base=args.base, removed=base.removed)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     specs = discover_specs(args.specs)
     if not specs:
         raise UsageError("no spec files found in " + ", ".join(map(str, args.specs)))
+    if args.base is not None and args.format != "markdown":
+        raise UsageError("--base is for --format markdown (a pull request's comment)")
     if args.out is not None and len(specs) != 1:
         raise UsageError("--out saves the plan of exactly one spec")
     if args.out is not None and (problem := output_problem(args.out)) is not None:
         raise UsageError(f"--out {args.out}: {problem}")
     loaded = [_load(path) for path in specs]  # every spec valid before any node is touched
     observed = _observe_all(loaded, args)
-    plans = [plan_with_digest(one, obs) for one, obs in zip(loaded, observed, strict=True)]
+    plans = [
+        with_local_revision(plan_with_digest(one, obs), one)
+        for one, obs in zip(loaded, observed, strict=True)
+    ]
     if args.out is not None:
         write_output(args.out, "--out", save_plan(plans[0], loaded[0].path))
         sys.stderr.write(f"saved plan to {args.out}\n")
     if args.format == "json":
         sys.stdout.write(render_json(plans))
     elif args.format == "markdown":
-        sys.stdout.write(render_markdown(plans))
+        sys.stdout.write(_markdown(plans, loaded, args))
     else:
         write_text(sys.stdout, "\n".join(render_text(p) for p in plans))
     if args.detailed_exitcode and any(p.changes_present or p.drift for p in plans):
@@ -173,8 +189,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so that importing reconciler.cli (offline helpers) does not load asyncssh.
     from reconciler.cli import arguments as cli_arguments
+    from reconciler.cli import certs_request as cli_certs
     from reconciler.cli import import_command as cli_import
     from reconciler.cli import live as cli_live
+    from reconciler.cli import recover as cli_recover
     from reconciler.cli import watch as cli_watch
 
     parser = _Parser(
@@ -213,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     p.add_argument("--out", type=Path, metavar="PLAN_JSON", help="save the plan for apply")
     p.add_argument(
+        "--base",
+        metavar="REF",
+        help="with --format markdown: say above each plan what the change since REF (a git "
+        "commit, branch or tag of the checkout the specs are in) does to the spec",
+    )
+    p.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 0 when the cluster matches the spec, 2 when it differs (steps planned or "
@@ -225,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_schema)
 
     cli_live.register(sub)
+    cli_recover.register(sub)
+    cli_certs.register(sub)
     cli_watch.register(sub)
     cli_import.register(sub)
     for command in sub.choices.values():  # after the command too, as `terraform plan -no-color`

@@ -2,7 +2,9 @@
 
 :func:`gather_status` observes, plans and asks the database for its own view;
 :func:`certificate_expiries` reads the expiry of every certificate file the spec
-names; the report itself is :mod:`reconciler.cli.status_report`.
+names; the revision last applied comes from the state directory
+(:mod:`reconciler.cli.status_revision`); the report itself is
+:mod:`reconciler.cli.status_report`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import argparse
 import asyncio
 import datetime as dt
 import sys
+from pathlib import Path
+
+import structlog
 
 from reconciler.apply.database_view import DbView, db_disagreements, db_view_for, preload_driver
+from reconciler.apply.state_dir import configured_state_dir, default_state_dir
 from reconciler.cli.colour import write_text
 from reconciler.cli.live_observation import (
     load_reporting_warnings,
@@ -21,7 +27,15 @@ from reconciler.cli.live_observation import (
 )
 from reconciler.cli.live_output import EXIT_ERROR, EXIT_NOT_CONVERGED, EXIT_OK
 from reconciler.cli.planning import plan_with_digest
-from reconciler.cli.status_report import CertExpiry, build_report, render_json, render_text
+from reconciler.cli.status_report import (
+    CertExpiry,
+    RevisionStatus,
+    build_report,
+    render_json,
+    render_text,
+)
+from reconciler.cli.status_revision import revision_status
+from reconciler.common.errors import ReconcilerError
 from reconciler.common.logging_setup import configure_logging
 from reconciler.observe.observer import ObservationRun
 from reconciler.plan.model import Plan
@@ -70,11 +84,23 @@ async def gather_status(
     return run, the_plan, db, cluster_verdict(loaded.spec, run.observed, the_plan, problems)
 
 
+def revision_of(loaded: LoadedSpec, given: Path | None) -> RevisionStatus | None:
+    """The revision lines; None (and a warning) when the state directory cannot be read."""
+    state_dir = configured_state_dir(given) or default_state_dir(loaded.base_dir)
+    try:
+        return revision_status(loaded, state_dir)
+    except (ReconcilerError, OSError) as exc:
+        structlog.get_logger("reconciler").warning("revision not read", error=str(exc))
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     configure_logging(verbose=args.verbose)
     loaded = load_reporting_warnings(args.spec)
     run, _, db, verdict = asyncio.run(gather_status(loaded, args, with_db=not args.no_db))
-    report = build_report(loaded.spec, run.observed, verdict, certificate_expiries(loaded), db)
+    revision = revision_of(loaded, args.state_dir)
+    expiries = certificate_expiries(loaded)
+    report = build_report(loaded.spec, run.observed, verdict, expiries, db, revision)
     if args.format == "json":
         sys.stdout.write(render_json(report))
     else:

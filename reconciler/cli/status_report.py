@@ -1,4 +1,5 @@
-"""`reconcile status` output: a row per node, the verdict, certificate expiry, the database view.
+"""`reconcile status` output: a row per node, the verdict, certificate expiry, the database view,
+the revision last applied (and whether the spec's own, and a watched branch's head, is).
 
 Pure: built from data the CLI gathered (observation, plan, certificate expiry
 dates, database view) and rendered as text or JSON.
@@ -44,6 +45,19 @@ class NodeRow:
 
 
 @dataclass(frozen=True)
+class RevisionStatus:
+    """What the cluster was last applied at, and whether the spec's revision is that."""
+
+    spec: str  # the spec file's revision: "working tree at 3f2a9c1 '...'", or a commit
+    spec_applied: str  # "yes: ...", "no: ...", "unknown: ..."
+    last_applied: str | None = None  # "3f2a9c1 'add cms-fra-2'" or a local description
+    last_applied_at: str | None = None
+    last_applied_how: str | None = None  # applied / converged / the audit record's result
+    branch: str | None = None  # a watch --git clone's branch head: "main at 4b1e2d0 '...'"
+    branch_applied: str | None = None
+
+
+@dataclass(frozen=True)
 class StatusReport:
     cluster: str
     observed_at: str | None
@@ -52,6 +66,7 @@ class StatusReport:
     certificates: tuple[CertExpiry, ...]
     database: DbView | None
     master: str | None
+    revision: RevisionStatus | None = None
 
 
 def _interface(status: ClusterStatus | None) -> str | None:
@@ -95,6 +110,7 @@ def build_report(
     verdict: ClusterVerdict,
     certificates: Sequence[CertExpiry],
     database: DbView | None,
+    revision: RevisionStatus | None = None,
 ) -> StatusReport:
     return StatusReport(
         cluster=spec.cluster,
@@ -104,6 +120,7 @@ def build_report(
         certificates=tuple(certificates),
         database=database,
         master=build_view(spec, observed).master,
+        revision=revision,
     )
 
 
@@ -117,6 +134,7 @@ def report_to_dict(report: StatusReport) -> dict[str, Any]:
         "nodes": [asdict(r) for r in report.rows],
         "certificates": [asdict(c) for c in report.certificates],
         "database": report.database.to_dict() if report.database is not None else None,
+        "revision": asdict(report.revision) if report.revision is not None else None,
     }
 
 
@@ -180,6 +198,24 @@ def render_text(report: StatusReport) -> str:
                 flag = "  <-- renew soon" if c.warning else ""
                 lines.append(f"  {c.file}: expires {c.expires}, {c.days_left} days left{flag}")
         lines.append("")
+    if report.revision is not None:
+        lines += _revision_lines(report.revision)
     lines.append(f"Verdict: {report.verdict.verdict.value}")
     lines += [f"  - {reason}" for reason in report.verdict.reasons]
     return "\n".join(lines) + "\n"
+
+
+def _revision_lines(r: RevisionStatus) -> list[str]:
+    lines = ["Revision (from the state directory's revision record and audit log):"]
+    if r.last_applied is None:
+        lines.append("  last applied: none recorded")
+    else:
+        lines.append(
+            f"  last applied: {r.last_applied} ({r.last_applied_how}, {r.last_applied_at})"
+        )
+    lines.append(f"  spec file:    {r.spec}")
+    lines.append(f"    applied? {r.spec_applied}")
+    if r.branch is not None:
+        lines.append(f"  branch:       {r.branch}")
+        lines.append(f"    applied? {r.branch_applied}")
+    return [*lines, ""]

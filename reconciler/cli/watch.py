@@ -1,10 +1,11 @@
-"""`reconcile watch SPEC_OR_DIR...`: the live wiring of the watch loop.
+"""`reconcile watch SPEC_OR_DIR...` or `reconcile watch --git URL`: the live wiring of watch.
 
 :func:`register` adds the subcommand to the main parser; :func:`run_watch` runs the
 supervisor (:mod:`reconciler.watch.supervisor`) over one
 :class:`reconciler.watch.runner.LiveClusterRunner` per spec file, the file watcher and
 the metrics server until SIGTERM/SIGINT, with one shared bound on SSH work
-(:mod:`reconciler.transport.bounded`).
+(:mod:`reconciler.transport.bounded`); with ``--git`` also the git follower and the webhook
+(:mod:`reconciler.cli.watch_git`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import structlog
 from reconciler.apply.locks.acquire import add_lock_arguments
 from reconciler.apply.locks.url import parse_lock_url
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.state_dir import STATE_DIR_NAME, configured_state_dir
+from reconciler.apply.state_dir import STATE_DIR_NAME, configured_state_dir, prepare_state_dir
 from reconciler.cli.argument_types import listen_port, positive_seconds
-from reconciler.cli.arguments import add_executor_arguments
+from reconciler.cli.arguments import add_backup_argument, add_executor_arguments
+from reconciler.cli.watch_git import GitOptions, add_git_arguments, git_options_from_args
 from reconciler.common.errors import ReconcilerError
 from reconciler.common.logging_setup import configure_logging
 from reconciler.watch.backoff import BackoffPolicy
@@ -57,6 +59,7 @@ class WatchOptions:
     ssh_timeout: float | None = None
     lock_url: str | None = None
     lock_timeout: float = 0.0
+    git: GitOptions | None = None  # --git: paths is empty, state_dir set
 
     @property
     def stale_after(self) -> float:
@@ -69,6 +72,7 @@ async def run_watch(options: WatchOptions) -> int:
     """Run until SIGTERM/SIGINT; returns the exit code (0 after a graceful stop)."""
     # Imported here: every `reconcile` command builds the parser that registers `watch`,
     # and only `watch` needs prometheus-client and the live runner.
+    from reconciler.cli.watch_git import GitWatch
     from reconciler.watch.metrics import (
         HealthState,
         MetricsServer,
@@ -92,14 +96,27 @@ async def run_watch(options: WatchOptions) -> int:
             lock_timeout=options.lock_timeout,
         )
 
+    git = None
+    if options.git is not None and options.state_dir is not None:
+        git = GitWatch.create(options.git, prepare_state_dir(options.state_dir))
     supervisor = WatchSupervisor(
-        list(options.paths), runner_factory, options.config, metrics=metrics, health=health
+        [git.checkouts.stable] if git else list(options.paths),
+        runner_factory,
+        options.config,
+        metrics=metrics,
+        health=health,
+        source=git.checkouts if git else None,
     )
+    following = await git.start(supervisor) if git is not None else None
     server: MetricsServer | None = None
     if options.metrics_port is not None:
         try:
             server = start_metrics_server(
-                metrics, health, host=options.metrics_address, port=options.metrics_port
+                metrics,
+                health,
+                host=options.metrics_address,
+                port=options.metrics_port,
+                webhook=git.webhook if git else None,
             )
         except OSError as exc:
             raise ReconcilerError(
@@ -110,7 +127,7 @@ async def run_watch(options: WatchOptions) -> int:
             "metrics listening",
             address=options.metrics_address,
             port=server.port,
-            paths="/metrics /healthz",
+            paths="/metrics /healthz" + (" /hooks/git" if git and git.webhook else ""),
         )
     loop = asyncio.get_running_loop()
     signals_seen = 0
@@ -137,7 +154,7 @@ async def run_watch(options: WatchOptions) -> int:
         "watch started",
         mode=options.config.mode.value,
         interval_s=options.config.interval,
-        paths=[str(p) for p in options.paths],
+        **(git.log_fields() if git else {"paths": [str(p) for p in options.paths]}),
         state_dir=str(options.state_dir or f"{STATE_DIR_NAME}/ next to each spec"),
         max_ssh=options.max_ssh,
     )
@@ -153,6 +170,8 @@ async def run_watch(options: WatchOptions) -> int:
         )
         await supervisor.run()
         await watcher
+        if following is not None:  # a fetch under way is not waited for (it times out)
+            following.cancel()
     except asyncio.CancelledError:
         log.warning("watch cancelled")
         return 130
@@ -179,7 +198,7 @@ def _env_port(name: str) -> int | None:
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("specs", nargs="+", type=Path, metavar="SPEC_OR_DIR")
+    p.add_argument("specs", nargs="*", type=Path, metavar="SPEC_OR_DIR")
     p.add_argument(
         "--interval",
         type=float,
@@ -212,7 +231,8 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="lock, audit log and journal directory (default $RECONCILE_STATE_DIR, else "
-        f"{STATE_DIR_NAME}/ next to each spec, the same as `reconcile apply`)",
+        f"{STATE_DIR_NAME}/ next to each spec, the same as `reconcile apply`; with --git "
+        f"{STATE_DIR_NAME}/ here, and the clone in its git/)",
     )
     p.add_argument(
         "--max-ssh",
@@ -249,6 +269,8 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_executor_arguments(p, poll_interval=1.0)
     add_lock_arguments(p)
+    add_backup_argument(p)
+    add_git_arguments(p)
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug logs")
 
 
@@ -257,6 +279,17 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
         raise ReconcilerError("--interval must be positive")
     if args.max_ssh < 1:
         raise ReconcilerError("--max-ssh must be at least 1")
+    git = git_options_from_args(args)
+    if git is None and not args.specs:
+        raise ReconcilerError("give SPEC_OR_DIR... to watch, or --git URL to follow")
+    metrics_port = (
+        args.metrics_port if args.metrics_port is not None else _env_port("RECONCILE_METRICS_PORT")
+    )
+    if git is not None and git.webhook_secret and metrics_port is None:
+        raise ReconcilerError("--webhook-secret-env: the webhook is served on --metrics-port")
+    state_dir = configured_state_dir(args.state_dir)
+    if git is not None and state_dir is None:
+        state_dir = Path(STATE_DIR_NAME).absolute()
     return WatchOptions(
         paths=tuple(args.specs),
         config=WatchConfig(
@@ -264,12 +297,8 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
             mode=Mode(args.mode),
             backoff=BackoffPolicy(cap=max(600.0, args.interval)),
         ),
-        state_dir=configured_state_dir(args.state_dir),
-        metrics_port=(
-            args.metrics_port
-            if args.metrics_port is not None
-            else _env_port("RECONCILE_METRICS_PORT")
-        ),
+        state_dir=state_dir,
+        metrics_port=metrics_port,
         metrics_address=args.metrics_address,
         max_ssh=args.max_ssh,
         debounce_ms=args.debounce_ms,
@@ -279,10 +308,12 @@ def options_from_args(args: argparse.Namespace) -> WatchOptions:
             settle_seconds=args.settle_seconds,
             action_timeout=args.action_timeout,
             max_failed_polls=args.max_failed_polls,
+            backup_dir=args.backup_dir,
         ),
         ssh_timeout=args.timeout,
         lock_url=parse_lock_url(args.lock).raw,  # a bad URL fails at start, not each cycle
         lock_timeout=args.lock_timeout,
+        git=git,
     )
 
 

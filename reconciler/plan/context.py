@@ -54,6 +54,7 @@ class Draft:
     confirm: bool = False
     procedure: str | None = None
     upload: Upload | None = None
+    backup: str | None = None
 
 
 @dataclass
@@ -250,6 +251,25 @@ class PlanContext:
         if not self.is_member(address):
             self.members.append(address)
         self.connected.add(normalize_address(address))
+
+    def member_problems(self, skip: tuple[str, ...]) -> list[str]:
+        """Why the members other than ``skip`` may not all leave now (the master move and the
+        rebuild take every member out): each must be observed, connected and in sync, and
+        listed by the spec unless ``policy.allow_remove``."""
+        problems: list[str] = []
+        for address in self.members:
+            nv = self.view.by_address(address)
+            if nv is None:
+                problems.append(f"member {address} is not known")
+            elif nv.key in skip:
+                continue
+            elif nv.key in self.held or not nv.reachable:
+                problems.append(f"{nv.key} cannot be observed")
+            elif nv.sync != "in-sync":
+                problems.append(f"{nv.key} is not connected and in sync (it shows {nv.sync})")
+            elif not nv.in_spec and not self.spec.policy.allow_remove:
+                problems.append(f"{nv.key} is not in the spec and policy.allow_remove is false")
+        return problems
 
     def remove_keeps_majority(self, address: str) -> bool:
         """After removing `address`, the connected members stay more than half of the rest."""

@@ -73,6 +73,9 @@ def hold_whole_plan(ctx: PlanContext) -> bool:
         ctx.drift.append("the cluster has no master")
         describe_minority(ctx)
         ctx.block(None, NO_MASTER_ADVICE)
+        way_out = _recovery_advice(ctx)
+        if way_out is not None:
+            ctx.block(None, way_out)
         return True
     unusable = [
         nv.key
@@ -167,3 +170,34 @@ def quiet(nv: NodeView) -> bool:
 def actionable(ctx: PlanContext) -> list[NodeView]:
     """The spec nodes that are not held: the only ones that may get steps."""
     return [nv for nv in ctx.view.nodes if nv.in_spec and nv.key not in ctx.held]
+
+
+def _recovery_advice(ctx: PlanContext) -> str | None:
+    """When members listed by the membership have left or cannot be reached, waiting may
+    never bring the majority back: the explicit way out (never run by watch)."""
+    left: list[str] = []
+    lost: list[str] = []
+    for address in ctx.view.membership:
+        nv = ctx.view.by_address(address)
+        if nv is None or not nv.reachable:
+            lost.append(nv.key if nv is not None else address)
+        elif nv.unclustered:
+            left.append(nv.key)
+    if not left and not lost:
+        return None
+    parts = []
+    if left:
+        parts.append(
+            f"{', '.join(left)} {'has' if len(left) == 1 else 'have'} left (its own status "
+            "shows it is not clustered) and cannot come back as a member"
+        )
+    if lost:
+        parts.append(f"{', '.join(lost)} cannot be reached")
+    return (
+        "the membership still lists nodes that are gone: "
+        + "; ".join(parts)
+        + ". If they cannot come back, rebuild the cluster on one node: `reconcile recover "
+        "SPEC --initialize-on NODE` (it shows each node's evidence, takes backups, asks for "
+        "the cluster's name, and is never run by watch); name the former master if it left "
+        "by `remove` (it keeps the cluster's data, A3)"
+    )

@@ -50,7 +50,11 @@ def plan_master_move(ctx: PlanContext) -> None:
     ctx.warn(
         f"moving the master from {label} to {target.key} (A4): the cluster shrinks to "
         f"{current.key} and {target.key}, then to {target.key} alone, until the removed "
-        "members have rejoined; a failure of either node during the move leaves no majority"
+        "members have rejoined; a failure of either node during the move leaves no majority "
+        f"(the window: from {current.key}'s `remove` until {target.key} is elected). Backups "
+        "are taken first; if a node is lost in that window, `reconcile recover SPEC "
+        f"--initialize-on {current.key}` rebuilds the cluster on the former master, which "
+        "keeps the data (A3)"
     )
     master_move(ctx, current, target)
 
@@ -89,17 +93,7 @@ def _move_refusal(ctx: PlanContext, current: NodeView | None, target: NodeView) 
     max_nodes = ctx.spec.policy.max_database_nodes
     if len(ctx.members) > max_nodes:
         return f"the cluster has more than policy.max_database_nodes={max_nodes} members"
-    problems: list[str] = []
-    for address in ctx.members:
-        nv = ctx.view.by_address(address)
-        if nv is None or nv.key in (current.key, target.key):
-            continue
-        if nv.key in ctx.held or not nv.reachable:
-            problems.append(f"{nv.key} cannot be observed")
-        elif nv.sync != "in-sync":
-            problems.append(f"{nv.key} is not connected and in sync")
-        elif not nv.in_spec and not ctx.spec.policy.allow_remove:
-            problems.append(f"{nv.key} is not in the spec and policy.allow_remove is false")
+    problems = ctx.member_problems(skip=(current.key, target.key))
     if problems:
         return "every other member must be reachable and in sync: " + "; ".join(problems)
     return None

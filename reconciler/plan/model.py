@@ -26,6 +26,7 @@ class Action(StrEnum):
     REMOVE = "remove"
     CLEAR_ERROR = "clear_error"
     UPGRADE_SCHEMA = "upgrade_schema"
+    BACKUP = "backup"  # `backup snapshot <name>`, then the files are downloaded
 
 
 # Actions the MMP runs asynchronously: the executor polls `status` until
@@ -65,6 +66,7 @@ class Step(Frozen):
     expect: str = ""  # human description of the expected outcome
     upload: Upload | None = None
     confirm: bool = False  # the MMP asks for an upper-case `Y` on stdin
+    backup: str | None = None  # the backup's name (`backup snapshot <name>`)
 
 
 class Blocked(Frozen):
@@ -80,6 +82,12 @@ class Plan(Frozen):
     warnings: tuple[str, ...] = ()
     blocked: tuple[Blocked, ...] = ()  # what could not be planned, and why
     spec_digest: str | None = Field(default=None, description="sha256 of the spec's content")
+    revision: str | None = Field(
+        default=None,
+        description="what the plan was made from: \"3f2a9c1 'add cms-fra-2'\" or "
+        "\"revision: working tree[ at 3f2a9c1 '...'][ (modified)]\"",
+    )
+    revision_sha: str | None = Field(default=None, description="the commit's full sha (git)")
 
     @property
     def changes_present(self) -> bool:

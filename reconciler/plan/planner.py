@@ -1,7 +1,7 @@
 """The planner: ``plan(spec, observed) -> Plan``. Purely computational, no I/O, no side effects.
 
 Rules and procedures are explained in ``docs/planner.md``; the semantics planned against are
-``docs/assumptions.md`` (A1-A7).
+``docs/assumptions.md`` (A1-A9).
 
 Ordering invariants (every plan, in this order; within a phase, spec order):
 
@@ -25,7 +25,9 @@ Ordering invariants (every plan, in this order; within a phase, spec order):
 8. **connects** of client nodes, spec order (rotation of a connected client the same way
    with `connect`; :mod:`reconciler.plan.forming`);
 9. **removes** of members the spec does not list (`policy.allow_remove`), replicas only
-   (:mod:`reconciler.plan.removal`).
+   (:mod:`reconciler.plan.removal`);
+10. **backups** — `backup snapshot` on every reachable member, put right before the first
+    destructive step (``policy.backups``; :mod:`reconciler.plan.backups`).
 
 Before the phases, :mod:`reconciler.plan.holds` sets what is held back and decides whether
 anything is planned at all, and :mod:`reconciler.plan.drift` describes what differs. The
@@ -56,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from reconciler.observe.snapshot_model import Observed
+from reconciler.plan.backups import plan_backups
 from reconciler.plan.cluster_view import build_view
 from reconciler.plan.context import ALL, Draft, PlanContext
 from reconciler.plan.drift import describe_drift
@@ -92,6 +95,7 @@ def plan(
     plan_rotations(ctx)
     plan_connects(ctx)
     plan_removals(ctx)
+    plan_backups(ctx)
     return _finish(ctx)
 
 
@@ -128,6 +132,7 @@ def finalize(ctx: PlanContext, drafts: list[Draft]) -> tuple[Step, ...]:
                 expect=d.expect,
                 upload=d.upload,
                 confirm=d.confirm,
+                backup=d.backup,
             )
         )
         touched.update(d.touches)

@@ -13,7 +13,14 @@ each procedure is decided and written:
 * ``SCHEMA_REPAIR`` — A6, `clear error` (when in error), `upgrade_schema`, due when
   :func:`schema_repair_pending`: :mod:`reconciler.plan.repair`;
 * ``REMOVE_EXTRA`` — `remove` on a member the spec does not list:
-  :mod:`reconciler.plan.removal`.
+  :mod:`reconciler.plan.removal`;
+* ``REBUILD`` — A5/TAC 216549, the master's certificates or interface change: `remove` every
+  replica, then the master, prepare, `initialize` the former master, `join` the others:
+  :mod:`reconciler.plan.rebuild`;
+* ``RECOVERY`` — the cluster rebuilt on a node the operator names when its master is lost
+  for good (`reconcile recover`, never watch): :mod:`reconciler.plan.recovery`;
+* ``BACKUP`` — `backup snapshot` on every member before the first destructive step:
+  :mod:`reconciler.plan.backups`.
 
 The preparation of a node that is not clustered (uploads, `localnode`, `certs`), which the
 rotation and the master move end with, is :func:`reconciler.plan.preparation.prepare`.
@@ -27,6 +34,11 @@ REJOIN = "rejoin"
 MASTER_MOVE = "master-move"
 SCHEMA_REPAIR = "schema-repair"
 REMOVE_EXTRA = "remove-extra"
+REBUILD = "rebuild"
+RECOVERY = "recovery"
+BACKUP = "backup"
+# Procedures after which a node that left rejoins (its join says so).
+REJOINING = frozenset({REJOIN, REBUILD, RECOVERY})
 
 
 def _last_command_was(status: ClusterStatus, command: str, result: CommandResult) -> bool:

@@ -1,16 +1,21 @@
 """Plan output formats: text (like a Terraform plan), JSON (for tools), Markdown (PR comment).
 
-Pure functions from a Plan to a string; the CLI prints them on stdout.
+Pure functions from a Plan to a string; the CLI prints them on stdout. A plan that knows
+what it was made from says so under its cluster line (:func:`planned_from`: ``Planned
+from 3f2a9c1 'add cms-fra-2'`` for a git commit, ``Planned from the working tree at
+3f2a9c1 '...' (modified)`` for a local file). A PR comment can also say, per cluster, what
+the change does to the spec (``spec_changes``, :mod:`reconciler.plan.spec_changes`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler.plan.model import Action, Plan, Step
+from reconciler.source.revision import WORKING_TREE
 
 _SYMBOL = {True: "-/+", False: "+"}
 
@@ -31,6 +36,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             item["procedure"] = step.procedure
         if step.upload is not None:
             item["file"] = step.upload.remote_name
+        if step.backup is not None:
+            item["backup"] = step.backup
         item["depends_on"] = [
             {"node": f.node, "key": f.key, "value": f.value} for f in step.depends_on
         ]
@@ -38,6 +45,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     return {
         "format_version": plan.format_version,
         "cluster": plan.cluster,
+        "revision": plan.revision,
+        "revision_sha": plan.revision_sha,
         "changes_present": plan.changes_present,
         "steps": steps,
         "drift": list(plan.drift),
@@ -72,8 +81,18 @@ def _summary(plan: Plan) -> str:
     return f"Plan: {len(plan.steps)} steps ({parts}), {destructive} destructive."
 
 
+def planned_from(revision: str) -> str:
+    """The header line of a plan made from ``revision`` (:attr:`Plan.revision`)."""
+    if revision.startswith(WORKING_TREE):
+        return "Planned from the working tree" + revision[len(WORKING_TREE) :]
+    return f"Planned from {revision}"
+
+
 def render_text(plan: Plan) -> str:
-    lines = [f"Cluster {plan.cluster}", ""]
+    lines = [f"Cluster {plan.cluster}"]
+    if plan.revision:
+        lines.append(planned_from(plan.revision))
+    lines.append("")
     if plan.drift:
         lines.append("Drift (spec vs observed):")
         lines.extend(f"  ~ {d}" for d in plan.drift)
@@ -104,17 +123,39 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(plans: Sequence[Plan]) -> str:
-    """One combined PR comment for one or more clusters."""
+def render_markdown(
+    plans: Sequence[Plan],
+    spec_changes: Mapping[str, Sequence[str]] | None = None,
+    *,
+    base: str | None = None,
+    removed: Sequence[str] = (),
+) -> str:
+    """One combined PR comment for one or more clusters; with ``spec_changes`` (cluster ->
+    lines), what the change does to each spec since ``base``, above its plan; ``removed``:
+    the spec files ``base`` had and the change deletes."""
     total = sum(len(p.steps) for p in plans)
     lines = ["## reconcile plan", ""]
     if len(plans) > 1:
         changed = sum(1 for p in plans if p.steps)
         lines.append(f"{len(plans)} clusters, {changed} with changes, {total} steps in all.")
         lines.append("")
+    since = f" since `{_md_escape(base)}`" if base else ""
+    if removed:
+        lines.append(f"**Spec files removed{since}** (their clusters are left as they are)")
+        lines.append("")
+        lines.extend(f"- {_md_escape(r)}" for r in removed)
+        lines.append("")
     for plan in plans:
         lines.append(f"### Cluster `{plan.cluster}`")
         lines.append("")
+        if plan.revision:
+            lines.append(_md_escape(planned_from(plan.revision)))
+            lines.append("")
+        if spec_changes is not None and plan.cluster in spec_changes:
+            lines.append(f"**Spec changes{since}**")
+            lines.append("")
+            lines.extend(f"- {_md_escape(c)}" for c in spec_changes[plan.cluster])
+            lines.append("")
         lines.append(_summary(plan))
         lines.append("")
         if plan.steps:

@@ -3,12 +3,13 @@
 Pure. Phase 7 of the plan (and, for connected clients, part of phase 8). A clustered node's
 interface and certificates cannot change in place, so it leaves and comes back: `remove`,
 [uploads], [`localnode`], [`certs`], `join <master>` (`connect` for a client); a database
-node connected as a client rejoins the same way. Replicas only, never the master (it would
-have to be moved away first, A5), nor a member the master shows disconnected or not in
-sync, and after the joins so that new members count for the majority. A rotation is not
-planned on an unknown value, while ``cluster_hold`` or ``destructive_hold`` is set, without
-a master, when it would take the cluster over ``policy.max_database_nodes``, or when its
-`remove` would leave the connected members no more than half of the rest
+node connected as a client rejoins the same way. Replicas only, never the master (its
+change is the rebuild of the whole cluster, A5: :mod:`reconciler.plan.rebuild`), nor a
+member the master shows disconnected or not in sync, and after the joins so that new
+members count for the majority. A rotation is not planned on an unknown value, while
+``cluster_hold`` or ``destructive_hold`` is set, without a master, when it would take the
+cluster over ``policy.max_database_nodes``, or when its `remove` would leave the connected
+members no more than half of the rest
 (:meth:`~reconciler.plan.context.PlanContext.remove_keeps_majority`).
 """
 
@@ -20,12 +21,24 @@ from reconciler.plan.context import LATER_RUN, PlanContext
 from reconciler.plan.holds import quiet
 from reconciler.plan.preparation import prepare
 from reconciler.plan.procedures import REJOIN
+from reconciler.plan.rebuild import plan_rebuild
 from reconciler.plan.step_builders import add_join, add_remove
 
 
 def plan_rotations(ctx: PlanContext) -> None:
     """Clustered database nodes whose interface or certificates must change (after the joins,
-    so that every joined node already counts for the majority)."""
+    so that every joined node already counts for the majority). When the master must
+    change, the whole cluster is rebuilt on it instead (:mod:`reconciler.plan.rebuild`)."""
+    master = ctx.view.by_address(ctx.master) if ctx.master is not None else None
+    if (
+        master is not None
+        and master.in_spec
+        and master.key not in ctx.held
+        and ctx.clustered.get(master.key, False)
+        and (why := ctx.needs_rotation(master.key))
+        and plan_rebuild(ctx, master, why)
+    ):
+        return
     for n in ctx.spec.database_nodes:
         nv = ctx.node_view(n.name)
         if nv.key in ctx.held or not ctx.clustered[nv.key] or nv.key in ctx.rejoining:
@@ -34,15 +47,6 @@ def plan_rotations(ctx: PlanContext) -> None:
             normalize_address(nv.address)
         )
         if is_master or quiet(nv):
-            if is_master and ctx.needs_rotation(nv.key):
-                what = "; ".join(ctx.needs_rotation(nv.key))
-                ctx.block(
-                    nv.key,
-                    f"{nv.key} is the master and must change ({what}): a clustered "
-                    "node's certificates and interface cannot change, and the master "
-                    "would have to be moved away first (A5). Move the master (change "
-                    "`master` in the spec), apply, then change it back",
-                )
             continue
         why = ctx.needs_rotation(nv.key)
         if nv.role == "client":

@@ -1,6 +1,6 @@
 """A pure model of a CMS database cluster, for property tests of the planner.
 
-Implements the assumptions A1-A7 of ``docs/assumptions.md`` and the status contract of
+Implements the assumptions A1-A9 of ``docs/assumptions.md`` and the status contract of
 ``docs/status-format.md`` at the level the planner sees: one cluster, per node its
 configured interface, certificate names, uploaded files, whether it is clustered, its
 error, a command in progress started elsewhere, whether it is up (reachable over SSH and
@@ -75,7 +75,8 @@ class SimNode:
     running: str | None = None  # a command in progress (started elsewhere)
     last_command: str | None = None
     last_result: CommandResult = CommandResult.SUCCESS
-    wal: int = 0
+    wal: int = 0  # a member's WAL position; else that of the cluster data its database kept (A3)
+    set_aside: int = 0  # the `wal` `join` set aside: where a replica's `remove` goes back (A3)
     wording: str = "master"  # "master" (Master/Slave) or "primary" (Primary/Replica)
 
     def file_map(self) -> dict[str, str]:
@@ -229,7 +230,11 @@ def apply_step(world: World, step: Step) -> World:
         raise StepRefused(f"{step.id}: {node.key} is unreachable")
     if node.running is not None:
         raise StepRefused(f"{step.id}: another database cluster command is in progress")
-    if node.error is not None and step.action not in (Action.CLEAR_ERROR, Action.UPLOAD):
+    if node.error is not None and step.action not in (
+        Action.CLEAR_ERROR,
+        Action.UPLOAD,
+        Action.BACKUP,
+    ):
         raise StepRefused(f"{step.id}: {node.key} is in error; clear it first")
     handler = _HANDLERS[step.action]
     return settle(handler(world, node, step))
@@ -240,6 +245,11 @@ def _upload(world: World, node: SimNode, step: Step) -> World:
     files = node.file_map()
     files[step.upload.remote_name] = step.upload.sha256
     return world.with_node(replace(node, files=tuple(sorted(files.items()))))
+
+
+def _backup(world: World, node: SimNode, step: Step) -> World:
+    """`backup snapshot` reads the node's database and changes nothing the planner sees."""
+    return world
 
 
 def _localnode(world: World, node: SimNode, step: Step) -> World:
@@ -293,6 +303,7 @@ def _initialize(world: World, node: SimNode, step: Step) -> World:
         raise StepRefused(f"{step.id}: {node.key} cannot initialize")
     if world.membership:
         raise UnsafeStep(f"{step.id}: initialize on {node.key} creates a second cluster")
+    # A3: its own database (`wal`: what a former master kept, else a fresh one) is the cluster
     updated = replace(_done(node, "database cluster initialize"), clustered=True, in_sync=True)
     return replace(world.with_node(updated), membership=(node.address,), master=node.address)
 
@@ -305,9 +316,8 @@ def _join(world: World, node: SimNode, step: Step) -> World:
     if master is None or normalize_address(master) != normalize_address(target):
         raise StepRefused(f"{step.id}: {target} is not the master")
     wal = world.node(master).wal
-    updated = replace(
-        _done(node, f"database cluster join {target}"), clustered=True, in_sync=True, wal=wal
-    )
+    joined = _done(node, f"database cluster join {target}")
+    updated = replace(joined, clustered=True, in_sync=True, wal=wal, set_aside=node.wal)
     return replace(world.with_node(updated), membership=(*world.membership, node.address))
 
 
@@ -329,9 +339,12 @@ def _remove(world: World, node: SimNode, step: Step) -> World:
     if not node.database:
         return world.with_node(left)
     membership = tuple(a for a in world.membership if a != node.address)
+    if world.master != node.address:  # A3: a replica goes back to its pre-join database
+        left = replace(left, wal=node.set_aside, set_aside=0)
     out = replace(world.with_node(left), membership=membership)
     if world.master == node.address:
-        # A3: every connected replica receives all of the master's WAL, then A2 elects.
+        # A3: every connected replica receives all of the master's WAL, then A2 elects; the
+        # former master keeps the cluster's data (its `wal`), which `initialize` would reuse.
         for a in out.members_up():
             out = out.with_node(replace(out.node(a), wal=node.wal))
         out = replace(out, master=None)
@@ -340,6 +353,7 @@ def _remove(world: World, node: SimNode, step: Step) -> World:
 
 _HANDLERS: dict[Action, Callable[[World, SimNode, Step], World]] = {
     Action.UPLOAD: _upload,
+    Action.BACKUP: _backup,
     Action.LOCALNODE: _localnode,
     Action.CERTS: _certs,
     Action.CLEAR_ERROR: _clear_error,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from reconciler.common.addresses import normalize_address
 from reconciler.plan.context import ALL, CertNames, Draft, Pair, PlanContext
 from reconciler.plan.model import Action, Upload
-from reconciler.plan.procedures import REJOIN, SCHEMA_REPAIR
+from reconciler.plan.procedures import BACKUP, REJOINING, SCHEMA_REPAIR
 from reconciler.spec.local_file import LocalFile
 
 _MEMBERSHIP_KEYS = ("state", "role", "master", "sync", "in_progress", "error")
@@ -118,14 +118,16 @@ def add_upgrade_schema(ctx: PlanContext, key: str) -> None:
     )
 
 
-def add_initialize(ctx: PlanContext, key: str) -> None:
+def add_initialize(
+    ctx: PlanContext, key: str, *, reason: str | None = None, procedure: str | None = None
+) -> None:
     others = [(n.name, k) for n in ctx.spec.database_nodes for k in ("state", "master")]
     ctx.steps.append(
         Draft(
             node=key,
             action=Action.INITIALIZE,
             command="database cluster initialize",
-            reason=f"no database node belongs to a cluster; {key} is the intended master",
+            reason=reason or f"no database node belongs to a cluster; {key} is the intended master",
             expect=f"{key} is the master of a new one-member cluster",
             relies=(
                 *_base(key),
@@ -134,6 +136,7 @@ def add_initialize(ctx: PlanContext, key: str) -> None:
                 *others,
             ),
             touches=tuple((key, k) for k in _MEMBERSHIP_KEYS),
+            procedure=procedure,
         )
     )
     address = ctx.node_view(key).address
@@ -156,7 +159,7 @@ def add_join(ctx: PlanContext, key: str, procedure: str | None, *, client: bool 
             command=f"database cluster {verb} {target}",
             reason=(
                 f"{key} left the cluster by `remove` and rejoins; the master is {mk}"
-                if procedure == REJOIN
+                if procedure in REJOINING
                 else f"{key} is in the spec but not in the cluster; the master is {mk}"
             ),
             expect=f"{key} {what} with master {target}",
@@ -226,3 +229,19 @@ def add_remove(
     ctx.connected.discard(norm)
     if nv.in_spec:
         ctx.rejoining.add(key)
+
+
+def add_backup(ctx: PlanContext, key: str, name: str, reason: str) -> Draft:
+    """`backup snapshot <name>` on ``key`` (its files are downloaded by the executor); the
+    draft, for the caller to place (backups go before the steps they protect)."""
+    return Draft(
+        node=key,
+        action=Action.BACKUP,
+        command=f"backup snapshot {name}",
+        reason=reason,
+        expect=f"{name}.bak and {name}.json in {key}'s SFTP root, downloaded with their checksums",
+        relies=_base(key),
+        touches=(),
+        procedure=BACKUP,
+        backup=name,
+    )

@@ -57,6 +57,14 @@ class CertificateSet(SpecModel):
         default=None, description="Server certificate and key (database nodes only)"
     )
     client: KeyPair = Field(description="Client certificate (CN must be `postgres`) and key")
+    server_cn: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9*][A-Za-z0-9.*_-]*$",
+        description="CN of the server certificate: what `reconcile certs request` asks for "
+        "(default: the node's address) and what validate expects",
+    )
 
 
 class NodeSpec(SpecModel):
@@ -102,12 +110,33 @@ class MaintenanceWindow(SpecModel):
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/London")
 
 
+class BackupPolicy(SpecModel):
+    before_risky_steps: bool = Field(
+        default=True,
+        description="`backup snapshot` on every member (downloaded, with checksums) before a "
+        "master move, a removal, a rotation, a rebuild or a recovery; false switches it off "
+        "(the plan says so)",
+    )
+    keep: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Backup sets kept per cluster in the backup directory (the oldest go)",
+    )
+
+
 class Policy(SpecModel):
     allow_remove: bool = Field(
         default=False, description="Remove clustered nodes that the spec no longer lists"
     )
     allow_master_move: bool = Field(
         default=True, description="Move the master back to `master` when it differs"
+    )
+    allow_cluster_rebuild: bool = Field(
+        default=False,
+        description="Change the master's certificates or interface by Cisco's procedure "
+        "(TAC 216549): every member leaves, the cluster is rebuilt on the former master, "
+        "the others rejoin. The cluster has no master while it runs",
     )
     allow_unsafe_topology: bool = Field(
         default=False, description="Accept an even number or fewer than 3 database nodes"
@@ -120,6 +149,7 @@ class Policy(SpecModel):
     maintenance_windows: tuple[MaintenanceWindow, ...] = Field(
         default=(), description="Watch heal mode: destructive steps only inside these windows"
     )
+    backups: BackupPolicy = Field(default=BackupPolicy(), description="Backups before risky steps")
 
 
 class ClusterSpec(SpecModel):

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from pathlib import Path
 
-from reconciler.transport.interface import CommandOutput, NodeSession, NodeTarget, Transport
+from reconciler.transport.interface import (
+    CommandOutput,
+    FileCopy,
+    NodeSession,
+    NodeTarget,
+    Transport,
+)
 
 
 class BoundedSession:
@@ -39,6 +46,14 @@ class BoundedSession:
     async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
         async with self._limit:
             return await self._inner.file_digests(names)
+
+    async def download(self, remote_name: str) -> bytes:
+        async with self._limit:
+            return await self._inner.download(remote_name)
+
+    async def download_to(self, remote_name: str, local_path: Path, limit: int) -> FileCopy:
+        async with self._limit:
+            return await self._inner.download_to(remote_name, local_path, limit)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from reconciler.spec.model import ClusterSpec
@@ -55,6 +56,14 @@ class CommandOutput:
         return "FAILURE" in self.text or (self.exit_status not in (0, None))
 
 
+@dataclass(frozen=True)
+class FileCopy:
+    """A file copied from a node: its size and sha256 (of the bytes written locally)."""
+
+    size: int
+    sha256: str
+
+
 class NodeSession(Protocol):
     """An open connection to one node's MMP."""
 
@@ -78,6 +87,19 @@ class NodeSession(Protocol):
     async def file_digests(self, names: Iterable[str]) -> dict[str, str | None]:
         """sha256 hex of just the named files in the SFTP root (None: no such regular
         file). Reads only those files, not the whole root as ``list_files`` does."""
+        ...
+
+    async def download(self, remote_name: str) -> bytes:
+        """The bytes of the regular file ``remote_name`` in the SFTP root, at most
+        :data:`reconciler.common.file_limits.CERT_LIMIT` (read bounded, like every file the
+        reconciler reads). Raises CommandFailedError when it is missing, not a regular file
+        or too large; CommandTimeoutError, UnreachableError."""
+        ...
+
+    async def download_to(self, remote_name: str, local_path: Path, limit: int) -> FileCopy:
+        """Stream the regular file ``remote_name`` into a new 0600 ``local_path`` (written
+        under a temporary name and renamed whole), refusing it past ``limit`` bytes: for
+        files larger than certificates (backups). Same errors as :meth:`download`."""
         ...
 
     async def close(self) -> None: ...

@@ -1,9 +1,9 @@
 """One node's open SSH connection: MMP commands over exec, files over SFTP.
 
 :class:`SshSession` runs one exec request per MMP command, uploads a file (read
-bounded, written into the SFTP root under its bare name) and lists or hashes the
-root's regular files (sha256, read concurrently). Library and OS errors become
-:mod:`reconciler.common.errors` here.
+bounded, written into the SFTP root under its bare name), lists or hashes the
+root's regular files (sha256, read concurrently) and downloads one (bounded). Library
+and OS errors become :mod:`reconciler.common.errors` here.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import stat
+import tempfile
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
@@ -26,8 +29,8 @@ from reconciler.common.errors import (
     IncompleteOutputError,
     UnreachableError,
 )
-from reconciler.common.file_limits import CERT_LIMIT, FileReadError, read_bounded
-from reconciler.transport.interface import CommandOutput, NodeTarget
+from reconciler.common.file_limits import CERT_LIMIT, FileReadError, format_size, read_bounded
+from reconciler.transport.interface import CommandOutput, FileCopy, NodeTarget
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +155,63 @@ class SshSession:
             return dict(zip(wanted, digests, strict=True))
 
         return await self._sftp_call("sftp read " + " ".join(wanted), all_of())
+
+    async def download(self, remote_name: str) -> bytes:
+        chunks: list[bytes] = []
+        await self._read_remote(remote_name, CERT_LIMIT, chunks.append)
+        return b"".join(chunks)
+
+    async def download_to(self, remote_name: str, local_path: Path, limit: int) -> FileCopy:
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(prefix=f".{local_path.name}.", dir=local_path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:  # mkstemp: 0600
+
+                def write(data: bytes) -> None:
+                    nonlocal size
+                    out.write(data)
+                    digest.update(data)
+                    size += len(data)
+
+                await self._read_remote(remote_name, limit, write)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, local_path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return FileCopy(size, digest.hexdigest())
+
+    async def _read_remote(
+        self, remote_name: str, limit: int, write: Callable[[bytes], None]
+    ) -> None:
+        """Read a regular file of the SFTP root chunk by chunk, never past ``limit``."""
+        what = f"sftp get {remote_name}"
+        sftp = await self._sftp_client()
+
+        def refused(reason: str) -> CommandFailedError:
+            return CommandFailedError(self.target.name, what, reason, None)
+
+        async def get() -> None:
+            # Bounded like every read: a regular file only, never more than the limit + 1.
+            attrs = await sftp.stat(remote_name)
+            if attrs.permissions is not None and not stat.S_ISREG(attrs.permissions):
+                raise refused("not a regular file; refused without reading it")
+            if attrs.size is not None and attrs.size > limit:
+                raise refused(f"too large ({attrs.size} bytes; the limit is {format_size(limit)})")
+            total = 0
+            async with sftp.open(remote_name, "rb") as fh:
+                while chunk := await fh.read(_READ_CHUNK):
+                    data = chunk if isinstance(chunk, bytes) else chunk.encode()
+                    total += len(data)
+                    if total > limit:
+                        raise refused(f"grew over the limit of {format_size(limit)}")
+                    write(data)
+
+        await self._sftp_call(what, get())
+        log.info("downloaded", node=self.target.name, file=remote_name)
 
     async def _sftp_call(self, what: str, call: Coroutine[Any, Any, _T]) -> _T:
         try:

@@ -62,7 +62,7 @@ def backoff_delay(failures: int, policy: BackoffPolicy, rand: Rand = random.rand
 class RetryState:
     """Consecutive apply failures for one spec digest.
 
-    A different digest (a newer spec) starts from zero: an old, broken revision
+    A different digest (a newer spec) starts from zero: an old, broken version
     is never retried forever once a newer one exists.
     """
 

@@ -3,7 +3,9 @@
 Every cycle of a :class:`reconciler.watch.loop.ClusterLoop` ends with one summary
 line (:func:`log_summary`; ``policy.paused`` says so in every line) and feeds the
 same summary to the metrics (:class:`MetricsRecorder`). The plan's drift and steps
-are logged only when they change (:class:`PlanLog`), not every cycle.
+are logged only when they change (:class:`PlanLog`), not every cycle. Every summary line
+names the revision the cycle planned from (``revision``: the short sha of a git source's
+commit, or ``working tree``) and the digest of the spec version (``digest``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import structlog
 from reconciler.plan.model import Plan
 from reconciler.watch.decision import Mode
 from reconciler.watch.metrics import WatchMetrics
-from reconciler.watch.runner_interface import ClusterRunner, Revision
+from reconciler.watch.runner_interface import ClusterRunner, SpecVersion
 
 log = structlog.get_logger("reconciler.watch")
 
@@ -40,6 +42,8 @@ class CycleSummary:
     held_because: str | None = None
     outcome: str = "ok"  # ok / invalid_spec / observe_failed / plan_failed / apply_failed
     digest: str | None = None
+    revision: str | None = None  # the short sha, or "working tree"
+    applied_revision: str | None = None  # full sha the cluster is known to be at after it
     duration: float = 0.0
     planned: bool = False  # observation and planning succeeded
     applied_anything: bool = False
@@ -60,8 +64,10 @@ class CycleSummary:
             fields["spec"] = "INVALID: last valid spec in force"
         if self.held_because:
             fields["held"] = self.held_because
+        if self.revision:
+            fields["revision"] = self.revision
         if self.digest:
-            fields["revision"] = self.digest[:12]
+            fields["digest"] = self.digest[:12]
         return fields
 
 
@@ -82,7 +88,7 @@ class PlanLog:
         self._last_signature: tuple[object, ...] | None = None
 
     def forget(self) -> None:
-        """A new spec revision: log its next plan even if it is the same."""
+        """A new spec version: log its next plan even if it is the same."""
         self._last_signature = None
 
     def log_if_new(self, cluster: str, plan: Plan) -> None:
@@ -128,7 +134,7 @@ class MetricsRecorder:
     def record(
         self,
         s: CycleSummary,
-        current: Revision | None,
+        current: SpecVersion | None,
         runner: ClusterRunner,
         now: Callable[[], datetime],
     ) -> None:
@@ -147,6 +153,8 @@ class MetricsRecorder:
             failed=s.failed,
             success_time=time.time() if s.planned else None,
         )
+        if s.applied_revision is not None:
+            m.set_applied_revision(s.cluster, s.applied_revision)
         if current is not None:
             try:
                 days = runner.certificate_days(current, now())

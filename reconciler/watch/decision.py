@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from reconciler.plan.model import Plan, Step
+from reconciler.plan.model import Action, Plan, Step
 
 MASTER_MOVE = "master-move"
 
@@ -29,8 +29,9 @@ class Decision:
 
 
 def gated(step: Step) -> bool:
-    """Steps that need a maintenance window: destructive ones and the master move."""
-    return step.destructive or step.procedure == MASTER_MOVE
+    """Steps that need a maintenance window: destructive ones, the master move, and the
+    backups taken for them (a backup outside the window would be taken every cycle)."""
+    return step.destructive or step.procedure == MASTER_MOVE or step.action is Action.BACKUP
 
 
 def decide(
@@ -63,7 +64,13 @@ def decide(
     if cut == len(steps):
         return Decision(steps, ())
     first = steps[cut]
-    kind = "master move" if first.procedure == MASTER_MOVE else "destructive step"
+    kind = (
+        "master move"
+        if first.procedure == MASTER_MOVE
+        else "backup before a destructive step"
+        if first.action is Action.BACKUP
+        else "destructive step"
+    )
     when = f"; next window opens {next_window.isoformat()}" if next_window else ""
     reason = f"outside maintenance windows: {kind} {first.id} ({first.action}) waits{when}"
     return Decision(steps[:cut], steps[cut:], reason)

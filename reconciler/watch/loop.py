@@ -15,12 +15,13 @@ Invariants (also in ``docs/watch.md``):
   it runs; a wake-up during an apply starts the next cycle right after it.
 * An invalid spec is reported with every diagnostic and the last valid one
   stays in force; nothing is ever planned or applied from an invalid spec.
-* A failed apply backs off exponentially (capped) for that spec revision; a
-  newer revision (different digest) replaces pending retries and starts afresh.
+* A failed apply backs off exponentially (capped) for that spec version; a
+  newer version (different digest) replaces pending retries and starts afresh.
 * In heal mode, when ``policy.maintenance_windows`` are set and now is outside
   all of them, nothing from the first destructive or master-move step on is
   applied: the steps before it are applied, the rest is reported as pending.
 * ``policy.paused`` observes and reports only, and every summary line says so.
+* Every summary line names the revision planned from; an applied plan takes it to the audit log.
 * Stopping (SIGTERM/SIGINT) sets a flag the executor checks between steps:
   the current step finishes, the lock is released, the loop ends.
 """
@@ -45,8 +46,9 @@ from reconciler.watch.backoff import BackoffPolicy, RetryState, jittered
 from reconciler.watch.cycle_report import CycleSummary, MetricsRecorder, PlanLog, log_summary
 from reconciler.watch.decision import Decision, Mode, decide
 from reconciler.watch.metrics import HealthState, WatchMetrics
-from reconciler.watch.runner_interface import ApplyOutcome, ClusterRunner, Revision, short_digest
+from reconciler.watch.runner_interface import ApplyOutcome, ClusterRunner, SpecVersion, short_digest
 from reconciler.watch.spec_reload import SpecReloader
+from reconciler.watch.spec_source import SpecSource
 from reconciler.watch.windows import destructive_allowed, next_window_opening
 
 log = structlog.get_logger("reconciler.watch")
@@ -76,6 +78,7 @@ class ClusterLoop:
         metrics: WatchMetrics | None = None,
         health: HealthState | None = None,
         claim: Callable[[str, Path], Path | None] | None = None,
+        source: SpecSource | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
@@ -86,7 +89,7 @@ class ClusterLoop:
         self.metrics = metrics
         self.health = health
         self.stop_event = asyncio.Event()
-        self.spec_file = SpecReloader(path, runner, claim=claim)
+        self.spec_file = SpecReloader(path, runner, claim=claim, source=source)
         self._now = now
         self._monotonic = monotonic
         self._rand = rand
@@ -98,11 +101,12 @@ class ClusterLoop:
         self._plan_log = PlanLog()
         self._recorder = MetricsRecorder(metrics) if metrics is not None else None
         self._followups = 0
+        self._noted: str | None = None  # the revision last noted in the state directory
 
     # --- identity -------------------------------------------------------------------
     @property
-    def current(self) -> Revision | None:
-        """The last valid revision: the one enforced."""
+    def current(self) -> SpecVersion | None:
+        """The last valid version: the one enforced."""
         return self.spec_file.current
 
     @property
@@ -187,15 +191,18 @@ class ClusterLoop:
         log_summary(summary)
         if self._recorder is not None:
             self._recorder.record(summary, self.current, self.runner, self._now)
+        if summary.applied_revision not in (None, self._noted) and self.current is not None:
+            self._noted = summary.applied_revision
+            self.runner.note_revision(self.current, "applied" if summary.applied else "converged")
         self._beat()
         return summary
 
     async def _cycle(self) -> CycleSummary:
         spec_valid = self._reload()
-        revision = self.current
-        if revision is None:
+        version = self.current
+        if version is None:
             return self._summary(verdict="unknown", spec_valid=False, outcome="invalid_spec")
-        spec = revision.loaded.spec
+        spec = version.loaded.spec
         windows = spec.policy.maintenance_windows
         now = self._now()
         destructive_ok = destructive_allowed(windows, now)
@@ -203,29 +210,29 @@ class ClusterLoop:
             verdict="unknown",
             spec_valid=spec_valid,
             in_window=destructive_ok,
-            digest=revision.digest,
+            digest=version.digest,
         )
         observe_started = self._monotonic()
         try:
-            observed = await self.runner.observe(revision)
+            observed = await self.runner.observe(version)
         except (ReconcilerError, OSError) as exc:
             log.warning("observe failed", cluster=self.name, error=str(exc))
             return replace(base, outcome="observe_failed")
         observe_seconds = self._monotonic() - observe_started
         if self.metrics is not None:
-            reachable = {n.name: observed.get(n.name).reachable for n in revision.loaded.spec.nodes}
+            reachable = {n.name: observed.get(n.name).reachable for n in version.loaded.spec.nodes}
             self.metrics.record_observation(self.name, observe_seconds, reachable)
         try:
-            plan = self.runner.plan(revision, observed)
+            plan = self.runner.plan(version, observed)
         except SpecError as exc:
             self.spec_file.log_diagnostics("files named by the spec are unusable", exc)
             return replace(base, outcome="plan_failed")
         except ReconcilerError as exc:
             log.error("planning failed", cluster=self.name, error=str(exc))
             return replace(base, outcome="plan_failed")
-        verdict = self.runner.verdict(revision, observed, plan)
+        verdict = self.runner.verdict(version, observed, plan)
         self._plan_log.log_if_new(self.name, plan)
-        wait = self.retry.waiting(revision.digest, self._monotonic())
+        wait = self.retry.waiting(version.digest, self._monotonic())
         decision = decide(
             plan,
             mode=self.config.mode,
@@ -242,29 +249,35 @@ class ClusterLoop:
             planned=True,
         )
         if not decision.to_apply or self.stop_event.is_set():
-            return replace(summary, pending=len(plan.steps))
-        return await self._apply(revision, observed, plan, decision, summary)
+            at = version.commit if verdict == "converged" and not plan.steps else None
+            return replace(
+                summary, pending=len(plan.steps), applied_revision=at.sha if at else None
+            )
+        return await self._apply(version, observed, plan, decision, summary)
 
     async def _apply(
         self,
-        revision: Revision,
+        version: SpecVersion,
         observed: Observed,
         plan: Plan,
         decision: Decision,
         summary: CycleSummary,
     ) -> CycleSummary:
+        origin = await self.spec_file.source.origin(version)
+        plan = plan.model_copy(update={"revision": origin.describe(), "revision_sha": origin.sha})
         log.info(
             "applying",
             cluster=self.name,
             steps=[s.id for s in decision.to_apply],
             held=len(decision.pending),
-            revision=short_digest(revision.digest),
+            revision=origin.describe(),
+            digest=short_digest(version.digest),
         )
         self.applying = True
         heartbeat = asyncio.create_task(self._beat_while_applying())
         try:
             outcome = await self.runner.apply(
-                revision, observed, plan, decision.to_apply, self.stop_event
+                version, observed, plan, decision.to_apply, self.stop_event
             )
         except ReconcilerError as exc:
             outcome = ApplyOutcome(applied=0, failed=1, error=str(exc))
@@ -285,14 +298,14 @@ class ClusterLoop:
             return replace(summary, held_because=f"lock held: {outcome.error}")
         if outcome.failed or (outcome.error and not outcome.drift and not outcome.stopped):
             self.retry = self.retry.failed(
-                revision.digest, self._monotonic(), self.config.backoff, self._rand
+                version.digest, self._monotonic(), self.config.backoff, self._rand
             )
             log.error(
                 "apply failed",
                 cluster=self.name,
                 error=outcome.error,
                 failures=self.retry.failures,
-                retry_in_s=round(self.retry.waiting(revision.digest, self._monotonic()), 1),
+                retry_in_s=round(self.retry.waiting(version.digest, self._monotonic()), 1),
             )
             return replace(summary, outcome="apply_failed")
         if outcome.drift:
@@ -300,17 +313,18 @@ class ClusterLoop:
                 "apply stopped on drift; re-planning", cluster=self.name, detail=outcome.error
             )
             return replace(summary, applied_anything=True)
-        self.retry = self.retry.succeeded(revision.digest)
-        return summary
+        self.retry = self.retry.succeeded(version.digest)
+        complete = pending == 0 and not outcome.stopped and origin.sha is not None
+        return replace(summary, applied_revision=origin.sha if complete else None)
 
     # --- spec reloading and reporting -----------------------------------------------
     def _reload(self) -> bool:
-        """Reload the spec file (the last valid revision stays when it is invalid)."""
+        """Reload the spec file (the last valid version stays when it is invalid)."""
         previous = self.spec_file.current
         valid = self.spec_file.reload()
         current = self.spec_file.current
         if current is not None and (previous is None or previous.digest != current.digest):
-            self._plan_log.forget()  # a new revision: its plan is logged even if unchanged
+            self._plan_log.forget()  # a new version: its plan is logged even if unchanged
         return valid
 
     def _summary(
@@ -332,4 +346,5 @@ class ClusterLoop:
             in_window=in_window,
             outcome=outcome,
             digest=digest,
+            revision=self.spec_file.revision_label,
         )

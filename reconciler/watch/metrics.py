@@ -3,8 +3,9 @@
 One :class:`WatchMetrics` per process holds its own registry (not the global
 one, so tests and several loops in one process do not collide). The HTTP
 server is prometheus-client's WSGI app for ``/metrics`` behind a tiny router
-that adds ``/healthz``, served by the standard library's threading WSGI server
-in a daemon thread.
+that adds ``/healthz`` and ``/hooks/git`` (the git webhook,
+:mod:`reconciler.watch.webhook_endpoint`; 404 "webhook not configured" without
+one), served by the standard library's threading WSGI server in a daemon thread.
 
 Metric names (all prefixed ``cms_reconciler_``), labels in braces:
 
@@ -17,6 +18,9 @@ Metric names (all prefixed ``cms_reconciler_``), labels in braces:
 * ``observe_duration_seconds{cluster}`` histogram
 * ``node_reachable{cluster,node}`` 1/0
 * ``certificate_expiry_days{cluster,file}`` days until ``notAfter`` (negative: expired)
+* ``applied_revision_info{cluster,revision}`` 1 for the full sha of the git commit the
+  cluster was last applied or found converged at (``watch --git``); the previous one's
+  series is removed
 """
 
 from __future__ import annotations
@@ -115,7 +119,14 @@ class WatchMetrics:
             ["cluster", "file"],
             registry=r,
         )
+        self.applied_revision = Gauge(
+            f"{PREFIX}_applied_revision_info",
+            "1 for the git commit (full sha) the cluster was last applied or found converged at",
+            ["cluster", "revision"],
+            registry=r,
+        )
         self._nodes: dict[str, set[str]] = {}
+        self._revisions: dict[str, str] = {}
         self._cert_files: dict[str, set[str]] = {}
         self._series: dict[str, set[tuple[Metric, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
@@ -176,12 +187,23 @@ class WatchMetrics:
         for name, value in days.items():
             self._child(self.cert_days, cluster, name).set(value)
 
+    def set_applied_revision(self, cluster: str, sha: str) -> None:
+        """The cluster is at commit ``sha``: its series is 1, the previous one's removed."""
+        with self._lock:
+            old = self._revisions.get(cluster)
+            if old is not None and old != sha:
+                self.applied_revision.remove(cluster, old)
+                self._series.get(cluster, set()).discard((self.applied_revision, (cluster, old)))
+            self._revisions[cluster] = sha
+        self._child(self.applied_revision, cluster, sha).set(1)
+
     def forget_cluster(self, cluster: str) -> None:
         """Drop every series of a cluster whose spec file went away."""
         with self._lock:
             series = self._series.pop(cluster, set())
             self._nodes.pop(cluster, None)
             self._cert_files.pop(cluster, None)
+            self._revisions.pop(cluster, None)
         for metric, labels in series:
             metric.remove(*labels)
 
@@ -230,15 +252,21 @@ class HealthState:
 
 # --- HTTP ----------------------------------------------------------------------
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 30  # a client that stops sending (a webhook body) frees its thread
+
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: the watch loop's own logs are the output."""
 
 
-def make_app(
-    metrics: WatchMetrics, health: HealthState
-) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """WSGI app: ``/metrics`` (prometheus-client), ``/healthz``, ``/`` (index), else 404."""
+WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+WEBHOOK_PATH = "/hooks/git"
+
+
+def make_app(metrics: WatchMetrics, health: HealthState, webhook: WsgiApp | None = None) -> WsgiApp:
+    """WSGI app: ``/metrics`` (prometheus-client), ``/healthz``, ``/hooks/git`` (``webhook``;
+    404 when there is none), ``/`` (index), else 404."""
     prometheus_app = make_wsgi_app(metrics.registry)
+    index = "reconcile watch: /metrics /healthz" + (f" {WEBHOOK_PATH}" if webhook else "")
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -249,15 +277,20 @@ def make_app(
             healthy, lines = health.check()
             body = ("ok\n" if healthy else "stale\n") + "\n".join(lines) + "\n"
             status = "200 OK" if healthy else "503 Service Unavailable"
-            return _text(start_response, status, body)
+            return text_response(start_response, status, body)
+        if path == WEBHOOK_PATH:
+            if webhook is None:
+                return text_response(start_response, "404 Not Found", "webhook not configured\n")
+            return webhook(environ, start_response)
         if path == "/":
-            return _text(start_response, "200 OK", "reconcile watch: /metrics /healthz\n")
-        return _text(start_response, "404 Not Found", "not found\n")
+            return text_response(start_response, "200 OK", index + "\n")
+        return text_response(start_response, "404 Not Found", "not found\n")
 
     return app
 
 
-def _text(start_response: StartResponse, status: str, body: str) -> Iterator[bytes]:
+def text_response(start_response: StartResponse, status: str, body: str) -> Iterator[bytes]:
+    """A plain-text answer (also the webhook's)."""
     data = body.encode("utf-8")
     start_response(
         status,
@@ -269,13 +302,19 @@ def _text(start_response: StartResponse, status: str, body: str) -> Iterator[byt
 class MetricsServer:
     """The HTTP server in a daemon thread; ``port`` is the bound port (useful with 0)."""
 
-    def __init__(self, host: str, port: int, metrics: WatchMetrics, health: HealthState) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: WatchMetrics,
+        health: HealthState,
+        webhook: WsgiApp | None = None,
+    ) -> None:
         class _Server(ThreadingWSGIServer):
             address_family = _family(host)
 
-        self._httpd = make_server(
-            host, port, make_app(metrics, health), _Server, handler_class=_QuietHandler
-        )
+        app = make_app(metrics, health, webhook)
+        self._httpd = make_server(host, port, app, _Server, handler_class=_QuietHandler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="metrics-http", daemon=True
         )
@@ -300,7 +339,12 @@ def _family(host: str) -> int:
 
 
 def start_metrics_server(
-    metrics: WatchMetrics, health: HealthState, *, host: str = "0.0.0.0", port: int = 9464
+    metrics: WatchMetrics,
+    health: HealthState,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 9464,
+    webhook: WsgiApp | None = None,
 ) -> MetricsServer:
     """Bind and serve; raises OSError when the port is taken."""
-    return MetricsServer(host, port, metrics, health).start()
+    return MetricsServer(host, port, metrics, health, webhook).start()

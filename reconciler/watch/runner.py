@@ -12,17 +12,18 @@ import errno
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import structlog
 
+from reconciler.apply.applied_revision import write_applied_revision
 from reconciler.apply.audit import AuditLog, Journal, audit_path, journal_path
 from reconciler.apply.executor import Executor
 from reconciler.apply.locks.acquire import acquire_lock
 from reconciler.apply.options import ExecutorOptions
-from reconciler.apply.state_dir import default_state_dir, prepare_state_dir
+from reconciler.apply.state_dir import backups_dir, default_state_dir, prepare_state_dir
 from reconciler.common.errors import FactsChangedError, LockHeldError, ReconcilerError
 from reconciler.common.file_limits import CERT_LIMIT, SPEC_LIMIT, FileReadError, read_bounded
 from reconciler.observe.observer import observe_cluster, observe_nodes
@@ -33,12 +34,13 @@ from reconciler.plan.planner import plan as make_plan
 from reconciler.plan.verdict import cluster_verdict
 from reconciler.spec.cert_checks import CertFormatError, certificate_expiry
 from reconciler.spec.certificate_rules import certificate_sets
+from reconciler.spec.file_checks import resolve_path
 from reconciler.spec.loader import load_spec, read_local_files, resolve_spec_path, spec_digest
 from reconciler.spec.local_file import LocalFile
 from reconciler.transport.bounded import BoundedTransport
 from reconciler.transport.interface import Transport
 from reconciler.transport.ssh import SshSettings, SshTransport
-from reconciler.watch.runner_interface import ApplyOutcome, Revision
+from reconciler.watch.runner_interface import ApplyOutcome, SpecVersion
 
 log = structlog.get_logger("reconciler.watch")
 
@@ -70,54 +72,57 @@ class LiveClusterRunner:
     _transport_born: float = 0.0
 
     # --- spec ---------------------------------------------------------------------
-    def load(self, path: Path) -> Revision:
+    def load(self, path: Path) -> SpecVersion:
         loaded = load_spec(path)
         local_files = read_local_files(loaded)
-        digest = _revision_digest(
+        digest = _version_digest(
             spec_digest(path),
             {name: f.sha256 for name, f in local_files.items()},
         )
-        self._local_files = {digest: local_files}  # only the newest revision is planned
+        self._local_files = {digest: local_files}  # only the newest version is planned
         files = tuple(sorted({Path(f.local_path) for f in local_files.values()}))
-        return Revision(loaded=loaded, digest=digest, files=files)
+        return SpecVersion(loaded=loaded, digest=digest, files=files)
 
-    def fingerprint(self, path: Path, last: Revision | None) -> str:
+    def fingerprint(self, path: Path, last: SpecVersion | None) -> str:
+        # The files ``last`` names, found from ``path`` as loading it would find them (from
+        # a git source, ``path`` may be the same file in a newer checkout than ``last``'s).
+        base_dir = path.absolute().parent
         files: dict[str, str] = {}
         if last is not None:
             for name in self._local_files.get(last.digest, {}):
-                files[name] = _file_digest(resolve_spec_path(last.loaded, name))
-        return _revision_digest(_file_digest(path, SPEC_LIMIT), files)
+                files[name] = _file_digest(resolve_path(base_dir, name))
+        return _version_digest(_file_digest(path, SPEC_LIMIT), files)
 
-    def _files_for(self, revision: Revision) -> dict[str, LocalFile]:
-        files = self._local_files.get(revision.digest)
+    def _files_for(self, version: SpecVersion) -> dict[str, LocalFile]:
+        files = self._local_files.get(version.digest)
         if files is None:
-            files = read_local_files(revision.loaded)
-            self._local_files[revision.digest] = files
+            files = read_local_files(version.loaded)
+            self._local_files[version.digest] = files
         return files
 
     # --- observe and plan ---------------------------------------------------------
-    def new_transport(self, revision: Revision) -> Transport:
-        loaded = revision.loaded
+    def new_transport(self, version: SpecVersion) -> Transport:
+        loaded = version.loaded
         settings = SshSettings.from_spec(loaded.spec.ssh, loaded.base_dir, timeout=self.ssh_timeout)
         return BoundedTransport(SshTransport(settings), self.ssh_limit)
 
-    async def transport(self, revision: Revision) -> Transport:
+    async def transport(self, version: SpecVersion) -> Transport:
         """The loop's SSH connections, kept from cycle to cycle.
 
-        Re-created for a new spec revision (its SSH settings may differ), after any
+        Re-created for a new spec version (its SSH settings may differ), after any
         trouble (:meth:`drop_transport`) and when older than ``transport_max_age``, so
         steady-state cycles cost one exec request and one SFTP listing per node, not
         a handshake.
         """
         now = time.monotonic()
         if self._transport is not None and (
-            self._transport_digest != revision.digest
+            self._transport_digest != version.digest
             or now - self._transport_born > self.transport_max_age
         ):
             await self.drop_transport()
         if self._transport is None:
-            self._transport = self.new_transport(revision)
-            self._transport_digest = revision.digest
+            self._transport = self.new_transport(version)
+            self._transport_digest = version.digest
             self._transport_born = now
         return self._transport
 
@@ -130,10 +135,10 @@ class LiveClusterRunner:
     async def close(self) -> None:
         await self.drop_transport()
 
-    async def observe(self, revision: Revision) -> Observed:
-        transport = await self.transport(revision)
+    async def observe(self, version: SpecVersion) -> Observed:
+        transport = await self.transport(version)
         try:
-            observed = await observe_cluster(revision.loaded, transport, with_files=True)
+            observed = await observe_cluster(version.loaded, transport, with_files=True)
         except BaseException:
             await self.drop_transport()
             raise
@@ -142,30 +147,31 @@ class LiveClusterRunner:
             await self.drop_transport()
         return observed
 
-    def plan(self, revision: Revision, observed: Observed) -> Plan:
-        result = make_plan(revision.loaded.spec, observed, self._files_for(revision))
-        return result.model_copy(update={"spec_digest": revision.digest})
+    def plan(self, version: SpecVersion, observed: Observed) -> Plan:
+        result = make_plan(version.loaded.spec, observed, self._files_for(version))
+        return result.model_copy(update={"spec_digest": version.digest})
 
-    def verdict(self, revision: Revision, observed: Observed, plan: Plan) -> str:
-        verdict = cluster_verdict(revision.loaded.spec, observed, plan).verdict
+    def verdict(self, version: SpecVersion, observed: Observed, plan: Plan) -> str:
+        verdict = cluster_verdict(version.loaded.spec, observed, plan).verdict
         return verdict.value.replace(" ", "_")
 
     # --- apply --------------------------------------------------------------------
-    def state_dir_for(self, revision: Revision) -> Path:
-        return self.state_dir or default_state_dir(revision.loaded.base_dir)
+    def state_dir_for(self, version: SpecVersion) -> Path:
+        return self.state_dir or default_state_dir(version.loaded.base_dir)
 
     async def apply(
         self,
-        revision: Revision,
+        version: SpecVersion,
         observed: Observed,
         plan: Plan,
         steps: tuple[Step, ...],
         stop: asyncio.Event,
     ) -> ApplyOutcome:
-        cluster = revision.cluster
+        cluster = version.cluster
         run_id = uuid.uuid4().hex[:12]
+        revision = plan.revision_sha or plan.revision  # every audit and journal record names it
         try:
-            state_dir = prepare_state_dir(self.state_dir_for(revision))
+            state_dir = prepare_state_dir(self.state_dir_for(version))
         except ReconcilerError as exc:
             return ApplyOutcome(applied=0, failed=0, error=str(exc))
         try:
@@ -183,10 +189,10 @@ class LiveClusterRunner:
         result = None
         stopped = False
         try:
-            transport = await self.transport(revision)
+            transport = await self.transport(version)
             # The cycle planned from an observation taken before the lock: the whole plan is
             # checked against one taken under it (another apply may have acted in between).
-            spec = revision.loaded.spec
+            spec = version.loaded.spec
             fresh = (await observe_nodes(spec, transport, with_files=True)).observed
             changed = changed_facts(spec, fresh, [f for s in steps for f in s.depends_on])
             if changed:
@@ -205,10 +211,13 @@ class LiveClusterRunner:
                 spec,
                 transport,
                 observed=fresh,
-                audit=AuditLog(audit_path(state_dir, cluster), cluster, run_id),
-                journal=Journal(journal_path(state_dir, cluster), cluster, run_id),
+                audit=AuditLog(audit_path(state_dir, cluster), cluster, run_id, revision),
+                journal=Journal(journal_path(state_dir, cluster), cluster, run_id, revision),
                 lock=lock,
-                options=self.executor_options,
+                options=replace(
+                    self.executor_options,
+                    backup_dir=self.executor_options.backup_dir or backups_dir(state_dir),
+                ),
                 progress=lambda line: log.info("apply", cluster=cluster, detail=line),
                 stop=stop,
                 observed_fresh=True,  # read under the lock, just now
@@ -235,10 +244,19 @@ class LiveClusterRunner:
             stopped=stopped,
         )
 
+    def note_revision(self, version: SpecVersion, how: str) -> None:
+        if version.commit is None:
+            return
+        try:
+            state_dir = prepare_state_dir(self.state_dir_for(version))
+            write_applied_revision(state_dir, version.cluster, version.commit, how)
+        except (ReconcilerError, OSError) as exc:
+            log.warning("revision record not written", cluster=version.cluster, error=str(exc))
+
     # --- certificates -------------------------------------------------------------
-    def certificate_days(self, revision: Revision, now: datetime) -> dict[str, float]:
+    def certificate_days(self, version: SpecVersion, now: datetime) -> dict[str, float]:
         out: dict[str, float] = {}
-        for _path, certs in certificate_sets(revision.loaded.spec):
+        for _path, certs in certificate_sets(version.loaded.spec):
             names = [certs.ca, certs.client.cert]
             if certs.server is not None:
                 names.append(certs.server.cert)
@@ -246,7 +264,7 @@ class LiveClusterRunner:
                 if name in out:
                     continue
                 try:
-                    expiry = certificate_expiry(resolve_spec_path(revision.loaded, name))
+                    expiry = certificate_expiry(resolve_spec_path(version.loaded, name))
                 except (OSError, CertFormatError) as exc:
                     log.warning("certificate not readable", file=name, error=str(exc))
                     continue
@@ -254,7 +272,7 @@ class LiveClusterRunner:
         return out
 
 
-def _revision_digest(spec_sha: str, files: dict[str, str]) -> str:
+def _version_digest(spec_sha: str, files: dict[str, str]) -> str:
     h = hashlib.sha256(spec_sha.encode())
     for name in sorted(files):
         h.update(f"\0{name}\0{files[name]}".encode())

@@ -4,7 +4,8 @@ All of a :class:`reconciler.watch.loop.ClusterLoop`'s I/O (spec files, observati
 planning, verdict, apply, certificate files) goes through a runner, so the loop's
 decisions are unit-tested with an injected fake; the live one is
 :class:`reconciler.watch.runner.LiveClusterRunner`. Also here: the values a runner hands
-back, a spec :class:`Revision` and an :class:`ApplyOutcome`.
+back, a :class:`SpecVersion` (a valid spec as loaded, with its digest and, from a git
+source, the commit it was read from) and an :class:`ApplyOutcome`.
 """
 
 from __future__ import annotations
@@ -17,28 +18,38 @@ from typing import Protocol
 
 from reconciler.observe.snapshot_model import Observed
 from reconciler.plan.model import Plan, Step
+from reconciler.source.revision import Revision
 from reconciler.spec.loader import LoadedSpec
+
+WORKING_TREE_LABEL = "working tree"  # the summary line's revision of a spec file on disk
 
 
 @dataclass(frozen=True)
-class Revision:
-    """A valid spec as loaded, with the digest that identifies this revision.
+class SpecVersion:
+    """A valid spec as loaded, with the digest that identifies this version.
 
     ``digest`` covers the spec file and every file it names (a renewed certificate
-    committed without a spec change is a new revision too).
+    committed without a spec change is a new version too). ``commit`` is the git commit
+    it was read from (``watch --git``); None for a file on disk.
     """
 
     loaded: LoadedSpec
     digest: str
     files: tuple[Path, ...] = ()  # local files the spec names (their directories are watched)
+    commit: Revision | None = None
 
     @property
     def cluster(self) -> str:
         return self.loaded.spec.cluster
 
+    @property
+    def revision_label(self) -> str:
+        """The revision as the summary line shows it: the short sha, or ``working tree``."""
+        return self.commit.short if self.commit is not None else WORKING_TREE_LABEL
+
 
 def short_digest(digest: str | None) -> str | None:
-    """A revision's digest as the logs show it (its first 12 hex digits)."""
+    """A version's digest as the logs show it (its first 12 hex digits)."""
     return digest[:12] if digest else None
 
 
@@ -55,27 +66,27 @@ class ApplyOutcome:
 class ClusterRunner(Protocol):
     """The loop's I/O: spec files, observation, planning, verdict, apply."""
 
-    def load(self, path: Path) -> Revision:
+    def load(self, path: Path) -> SpecVersion:
         """Load and validate; raises SpecError with every diagnostic."""
         ...
 
-    def fingerprint(self, path: Path, last: Revision | None) -> str:
+    def fingerprint(self, path: Path, last: SpecVersion | None) -> str:
         """Cheap digest of the spec file and the files ``last`` names (no validation).
 
         Contract: equals ``last.digest`` while neither changed since ``last`` was loaded."""
         ...
 
-    async def observe(self, revision: Revision) -> Observed: ...
+    async def observe(self, version: SpecVersion) -> Observed: ...
 
-    def plan(self, revision: Revision, observed: Observed) -> Plan: ...
+    def plan(self, version: SpecVersion, observed: Observed) -> Plan: ...
 
-    def verdict(self, revision: Revision, observed: Observed, plan: Plan) -> str:
+    def verdict(self, version: SpecVersion, observed: Observed, plan: Plan) -> str:
         """converged / drifted / degraded / no_master."""
         ...
 
     async def apply(
         self,
-        revision: Revision,
+        version: SpecVersion,
         observed: Observed,
         plan: Plan,
         steps: tuple[Step, ...],
@@ -86,8 +97,13 @@ class ClusterRunner(Protocol):
         Checks ``stop`` between steps and returns with ``stopped`` when set."""
         ...
 
-    def certificate_days(self, revision: Revision, now: datetime) -> dict[str, float]:
+    def certificate_days(self, version: SpecVersion, now: datetime) -> dict[str, float]:
         """Days until each certificate file the spec names expires."""
+        ...
+
+    def note_revision(self, version: SpecVersion, how: str) -> None:
+        """The cluster is at ``version.commit`` (``how``: applied or converged): say so in
+        the state directory for `reconcile status`. Never raises."""
         ...
 
     async def close(self) -> None:

@@ -1,5 +1,6 @@
 """`reconcile watch` over many spec files: one :class:`ClusterLoop` per file, concurrently,
-following the watched directories as files appear and disappear."""
+following the watched directories as files appear and disappear, or (``watch --git``) the
+spec files of the revision in force (:meth:`WatchSupervisor.on_new_revision`)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,13 @@ from pathlib import Path
 
 import structlog
 
-from reconciler.spec.discovery import discover_specs
 from reconciler.watch.loop import SUPERVISOR, ClusterLoop, WatchConfig
 from reconciler.watch.metrics import HealthState, WatchMetrics
 from reconciler.watch.runner_interface import ClusterRunner
+from reconciler.watch.spec_source import SpecSource, WorkingTree
 from reconciler.watch.triggers import symlink_parents
 
 log = structlog.get_logger("reconciler.watch")
-
-
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """The spec files to watch now: :func:`discover_specs`, less named files that are gone."""
-    return [p for p in discover_specs(list(paths)) if p.exists()]
-
 
 RunnerFactory = Callable[[Path], ClusterRunner]
 
@@ -46,6 +41,7 @@ class WatchSupervisor:
         metrics: WatchMetrics | None = None,
         health: HealthState | None = None,
         loop_factory: Callable[..., ClusterLoop] = ClusterLoop,
+        source: SpecSource | None = None,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.runner_factory = runner_factory
@@ -56,6 +52,7 @@ class WatchSupervisor:
         self.loops: dict[Path, ClusterLoop] = {}
         self._tasks: dict[Path, asyncio.Task[None]] = {}
         self._loop_factory = loop_factory
+        self.source: SpecSource = source if source is not None else WorkingTree()
         self._owners: dict[str, Path] = {}
         self._retired: list[asyncio.Task[None]] = []
 
@@ -74,11 +71,11 @@ class WatchSupervisor:
     # --- file set -------------------------------------------------------------------
     def refresh(self) -> None:
         """Start loops for new spec files, stop loops whose file is gone."""
-        wanted = set(discover(self.paths))
+        wanted = set(self.source.discover(self.paths))
         for path in sorted(wanted - self.loops.keys()):
             self._start(path)
         for path in sorted(self.loops.keys() - wanted):
-            if path.exists():
+            if self.source.locate(path).path.exists():
                 continue  # still there but not spec-like now: its loop reports it
             self._drop(path)
 
@@ -90,6 +87,7 @@ class WatchSupervisor:
             metrics=self.metrics,
             health=self.health,
             claim=self.claim,
+            source=self.source,
         )
         self.loops[path] = loop
         self._tasks[path] = asyncio.create_task(self._run_loop(loop), name=f"watch {path}")
@@ -138,12 +136,30 @@ class WatchSupervisor:
             loop.wake()
         return woken
 
+    def on_new_revision(
+        self, revision: str, concerned: Callable[[ClusterLoop], bool]
+    ) -> list[ClusterLoop]:
+        """A new revision of the git source is in force: follow its spec files and wake the
+        loops it ``concerned`` or whose files' content changed (new loops start anyway)."""
+        before = set(self.loops)
+        self.refresh()
+        woken = [
+            loop
+            for path, loop in self.loops.items()
+            if path in before and (concerned(loop) or loop.files_changed())
+        ]
+        for loop in woken:
+            log.info("change detected: waking", cluster=loop.name, revision=revision)
+            loop.wake()
+        return woken
+
     def watch_roots(self) -> set[Path]:
         """Directories (watched non-recursively) whose changes matter.
 
         The given directories (or the given files' directories), the directories of
         every file a valid spec names, and the directories holding a symlink on the
-        way to any of them (a ConfigMap's ``..data`` or git-sync's ``current`` swap).
+        way to any of them (a ConfigMap's ``..data`` or git-sync's ``current`` swap);
+        never what a git source manages (its new revisions wake the loops themselves).
         """
         wanted: set[Path] = set()
         for p in self.paths:
@@ -156,7 +172,7 @@ class WatchSupervisor:
         for d in wanted:
             roots |= symlink_parents(d)
             roots.add(d.resolve() if d.exists() else d)
-        return {r for r in roots if r.exists()}
+        return {r for r in roots if r.exists() and not self.source.follows(r)}
 
     # --- lifecycle ------------------------------------------------------------------
     def stop(self) -> None:

@@ -7,6 +7,7 @@ each node's own address, as the reconciler expects. The lab always goes down.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import psycopg
 from ruamel.yaml import YAML
 
@@ -120,6 +122,31 @@ class E2ELab:
         return self.reconcile(
             "apply", spec, "--yes", "--action-timeout", "90", "--settle-seconds", "20", *extra
         )
+
+    def connect(self, name: str) -> Any:
+        """An SSH connection to a node's MMP as the admin (password, host key verified)."""
+        node = self.cfg.node(name)
+        return asyncssh.connect(
+            node.address,
+            node.ssh_port,
+            username="admin",
+            password=self.password,
+            known_hosts=str(self.paths.known_hosts),
+            client_keys=None,
+            agent_path=None,
+        )
+
+    def mmp(self, name: str, command: str, *, stdin: str | None = None) -> str:
+        """One MMP command typed over SSH, as an admin would; its output (asserted SUCCESS)."""
+
+        async def run() -> str:
+            async with self.connect(name) as conn:
+                result = await conn.run(command, input=stdin, check=False, timeout=60)
+            out = str(result.stdout or "")
+            assert result.exit_status == 0 and "FAILURE" not in out, f"{name}: {command}: {out}"
+            return out
+
+        return asyncio.run(run())
 
     def fault(self, name: str, fault: str, arg: str | None = None) -> None:
         reply = cli.control(self.paths, {"op": "fault", "node": name, "fault": fault, "arg": arg})

@@ -1,5 +1,6 @@
 """Light nodes (`cmslab up --light`): no PostgreSQL at `up`, the database appears lazily on
-`initialize`/`join` and goes away again on `remove`; otherwise the nodes behave as usual.
+`initialize`/`join` and goes away again on a replica's `remove` (a former master keeps its data
+on disk, A3); otherwise the nodes behave as usual.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from cmslab import cleanup
@@ -87,6 +89,37 @@ async def test_light_node_kill_and_revive(light_lab: Lab) -> None:
         replica, lambda s: f"{replica.address} (me)      : Connected Slave ( In Sync )" in s
     )
     assert "cms-lab-5/pg-local" not in pg_dirs(light_lab)
+
+
+async def test_light_former_master_keeps_its_data_on_disk(light_lab: Lab) -> None:
+    """A3 on a light node: the data stays on disk (no PostgreSQL runs while unclustered);
+    `backup snapshot` and `initialize` start it only for as long as they need it."""
+    first, second = light_lab.node(0), light_lab.node(1)
+    run = light_lab.paths.node_dir(first.name) / "run"
+    here = f"host={run} port={first.pg_port} user=postgres dbname=cluster"
+    async with await psycopg.AsyncConnection.connect(here, autocommit=True) as conn:
+        await conn.execute("INSERT INTO cospaces (name) VALUES ('kept-on-a-light-node')")
+    await light_lab.wait_status(second, lambda s: "(me)      : Connected Slave ( In Sync )" in s)
+    for n in (second, first):
+        await light_lab.ok(n, "database cluster remove", stdin="Y\n")
+        out = await light_lab.wait_done(n, "database cluster remove")
+        assert "(Success)" in out and DISABLED in out, out
+    assert pg_dirs(light_lab) == set()
+    assert (light_lab.paths.node_dir(first.name) / "pg-local" / "PG_VERSION").exists()
+    assert not (light_lab.paths.node_dir(second.name) / "pg-local").exists()
+    assert await light_lab.ok(first, "backup snapshot light-kept") == "SUCCESS\n"
+    assert pg_dirs(light_lab) == set()
+    out, status = await light_lab.mmp(second, "backup snapshot none")
+    assert status == 1 and "holds no cluster database" in out
+    await light_lab.ok(first, "database cluster initialize")
+    out = await light_lab.wait_done(first, "database cluster initialize")
+    assert "(Success)" in out, out + light_lab.syslog(first)
+    assert pg_dirs(light_lab) == {"cms-lab-1/pg-cluster"}
+    async with await psycopg.AsyncConnection.connect(here, autocommit=True) as conn:
+        cur = await conn.execute("SELECT name FROM cospaces")
+        assert await cur.fetchall() == [("kept-on-a-light-node",)]
+        cur = await conn.execute("SELECT address FROM membership")
+        assert await cur.fetchall() == [(first.address,)]
 
 
 def test_cli_up_light_resumes_light() -> None:

@@ -1,8 +1,10 @@
-"""Pure rules of the lab: the watcher's election decision (A1/A2) and the status layout."""
+"""Pure rules of the lab: the watcher's election decision (A1/A2), the status layout, and the
+planner's simulation agreeing with the lab on A3."""
 
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
 from pathlib import Path
 
 import cmslab
@@ -130,3 +132,37 @@ def test_cmslab_never_imports_the_reconciler() -> None:
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not [n for n in names if n.split(".")[0] == "reconciler"], path.name
+
+
+def test_planner_simulation_models_a3_as_the_lab_does() -> None:
+    """reconciler.plan.simulation agrees with the lab (A3): a replica's `remove` goes back to
+    its pre-join database, the former master keeps the cluster's data and `initialize` on it
+    makes that data the new cluster."""
+    from reconciler.plan.model import Action, Step
+    from reconciler.plan.simulation import SimNode, World, apply_step, settle
+
+    certs = ("s.key", "s.cer", "c.key", "c.cer", "ca.cer")
+    nodes = tuple(
+        SimNode(key=f"n{i}", address=a, interface="a", certs=certs, clustered=True, wal=10)
+        for i, a in enumerate(MEMBERS, 1)
+    )
+    world = settle(World(nodes=nodes, membership=tuple(MEMBERS), master=MEMBERS[0]))
+
+    def step(node: str, action: Action, command: str) -> Step:
+        return Step(id="s01", node=node, action=action, command=command, reason="test")
+
+    remove = "database cluster remove"
+    for key in ("n3", "n2"):
+        world = apply_step(world, step(key, Action.REMOVE, remove))
+        assert world.node(key).wal == 0  # the fresh database it had before join
+    world = replace(
+        world, nodes=tuple(replace(n, wal=12) if n.key == "n1" else n for n in world.nodes)
+    )
+    world = apply_step(world, step("n1", Action.REMOVE, remove))
+    assert (world.membership, world.node("n1").wal) == ((), 12)  # kept
+    world = apply_step(world, step("n1", Action.INITIALIZE, "database cluster initialize"))
+    assert (world.master, world.node("n1").wal) == (MEMBERS[0], 12)
+    world = apply_step(world, step("n2", Action.JOIN, f"database cluster join {MEMBERS[0]}"))
+    assert (world.node("n2").wal, world.node("n2").set_aside) == (12, 0)
+    world = apply_step(world, step("n2", Action.REMOVE, remove))
+    assert world.node("n2").wal == 0
