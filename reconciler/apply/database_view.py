@@ -146,20 +146,13 @@ async def connect_read_only(
 async def read_db_view(
     loaded: LoadedSpec,
     master_address: str,
+    files: tuple[Path, Path, Path],
     *,
-    master_name: str | None = None,
     port: int | None = None,
     timeout: float = 5.0,
 ) -> DbView:
-    """Connect to the master's database (never raises: errors are in the view)."""
-    files = client_files(loaded, master_name)
-    if files is None:
-        return DbView(
-            master_address=master_address,
-            reachable=False,
-            error="not read: the client key lives on the node (key_on_node), and the database "
-            "view needs a local client key",
-        )
+    """Connect to the master's database with ``files`` (:func:`client_files`); never raises:
+    errors are in the view."""
     host = master_address.strip("[]")
     import psycopg  # imported on first use: see preload_driver
 
@@ -207,9 +200,10 @@ async def db_view_for(loaded: LoadedSpec, observed: Observed, **kwargs: object) 
         return None
     node = view.master_node
     name = node.key if node is not None and node.in_spec else None
-    if client_files(loaded, name) is None:
+    files = client_files(loaded, name)
+    if files is None:
         return None
-    return await read_db_view(loaded, view.master, master_name=name, **kwargs)  # type: ignore[arg-type]
+    return await read_db_view(loaded, view.master, files, **kwargs)  # type: ignore[arg-type]
 
 
 def db_disagreements(loaded: LoadedSpec, observed: Observed, db: DbView | None) -> list[str]:

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.argument_types import positive_seconds
 from reconciler.common.errors import ReconcilerError
@@ -35,10 +35,15 @@ from reconciler.source.git_command import (
     run_git,
 )
 from reconciler.source.git_source import GitSource
-from reconciler.watch.git_checkouts import GitCheckouts
-from reconciler.watch.git_follower import GitFollower, wake_concerned
-from reconciler.watch.supervisor import WatchSupervisor
-from reconciler.watch.webhook_endpoint import GitWebhook
+
+if TYPE_CHECKING:
+    # Imported when a git watch starts: every `reconcile` command builds the parser that
+    # registers `watch`, and only `watch --git` needs the follower, the supervisor and the
+    # webhook (which loads prometheus-client).
+    from reconciler.watch.git_checkouts import GitCheckouts
+    from reconciler.watch.git_follower import GitFollower
+    from reconciler.watch.supervisor import WatchSupervisor
+    from reconciler.watch.webhook_endpoint import GitWebhook
 
 DEFAULT_GIT_INTERVAL = 60.0
 FETCH_TIMEOUT = 120.0  # a hung remote: the fetch is killed (and a stopping watch waits) no longer
@@ -192,11 +197,16 @@ class GitWatch:
             )  # fmt: skip
         except GitError as exc:
             raise ReconcilerError(f"--git: {exc}") from None
+        from reconciler.watch.git_checkouts import GitCheckouts
+
         return cls(options, source, GitCheckouts(source.root_dir, source.path))
 
     async def start(self, supervisor: WatchSupervisor) -> asyncio.Task[None]:
         """The follower, running until the supervisor stops (the checkout the last run left
         already in force, so the loops start from it); the webhook hands over to it."""
+        from reconciler.watch.git_follower import GitFollower, wake_concerned
+        from reconciler.watch.webhook_endpoint import GitWebhook
+
         loop = asyncio.get_running_loop()
         follower = self.follower = GitFollower(
             self.source,
