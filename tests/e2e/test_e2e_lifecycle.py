@@ -119,6 +119,16 @@ def _master(lab: E2ELab) -> str:
     return next(n for n, r in lab.rows().items() if r["role"] == "master")
 
 
+def _apply(lab: E2ELab, spec: Path, *extra: str | Path) -> Result:
+    """apply; once more when it stopped because a fact moved under the plan (a replica caught
+    up after the backups): the product stops safely and says to run it again, as an operator
+    would."""
+    result = lab.apply(spec, *map(str, extra))
+    if result.code == 1 and "Run apply again to re-plan" in result.text:
+        result = lab.apply(spec, *map(str, extra))
+    return result
+
+
 def _converged(result: Result) -> None:
     assert result.code == 0, result.text
     assert "Verdict: converged" in result.stdout
@@ -152,7 +162,7 @@ def test_certificate_requests_made_on_the_nodes_then_signed_converge(lab: E2ELab
     valid = lab.reconcile("validate", spec)
     assert valid.code == 0, valid.text
     assert "6 key(s) live on the nodes" in valid.stdout
-    _converged(lab.apply(spec))
+    _converged(_apply(lab, spec))
     assert _master(lab) == lab.names[0]
     _write_row(lab, lab.names[0], "before the move")
 
@@ -160,15 +170,15 @@ def test_certificate_requests_made_on_the_nodes_then_signed_converge(lab: E2ELab
 def test_master_move_takes_backups_first(lab: E2ELab) -> None:
     spec = _spec(lab, "gen1", master=lab.names[1])
     state = lab.root / "state-move"
-    result = lab.apply(spec, "--state-dir", state)
+    result = _apply(lab, spec, "--state-dir", state)
     _converged(result)
     text = result.stdout
     assert text.index("backup snapshot") < text.index("database cluster remove")
     assert _master(lab) == lab.names[1]
     assert _rows(lab, lab.names[1]) == {"before the move"}
     sets = list((state / "backups" / "cmslab").iterdir())
-    assert len(sets) == 1
-    folder = sets[0]
+    assert len(sets) in (1, 2)  # two when the apply had to be run again
+    folder = max(sets, key=lambda p: p.name)
     sums = (folder / "SHA256SUMS").read_text().splitlines()
     assert len(sums) == 6  # .bak and .json of each of the three members
     for line in sums:
@@ -193,7 +203,7 @@ def test_rotation_of_every_node_master_included_keeps_the_rows(lab: E2ELab) -> N
     held = lab.apply(refused_spec)
     assert "policy.allow_cluster_rebuild: true" in held.stdout  # not planned without it
     spec = _spec(lab, "gen2", master=master, allow_cluster_rebuild=True)
-    result = lab.apply(spec)
+    result = _apply(lab, spec)
     _converged(result)
     assert "[rebuild]" in result.stdout
     assert _master(lab) == master
@@ -252,4 +262,4 @@ def test_a_lost_master_is_recovered_on_the_former_master(lab: E2ELab) -> None:
         assert "acknowledged before the failure" in _rows(lab, name)
     backups = list((state / "backups" / "cmslab").iterdir())
     assert len(backups) == 1 and {p.name for p in backups[0].iterdir()} >= {old, target}
-    _converged(lab.apply(spec))
+    _converged(_apply(lab, spec))
